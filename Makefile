@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 is pinned in pyproject: its CPU wheel lies on the build machines' disk.
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,eval,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/movierec demo $(ARGS)
+
+# The tests start what they need themselves: SeaweedFS (S3) on loopback, function processes.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

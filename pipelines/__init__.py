@@ -1,0 +1,1 @@
+"""Batch steps: snapshot, train, precompute fan-out, publish; wired together in `pipeline.py`."""

@@ -1,0 +1,247 @@
+"""`movierec`: the command line over the library and the pipeline steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from movierec.config import Settings
+from movierec.errors import MovierecError
+from movierec.processes import FUNCTIONS
+
+console = Console(stderr=True)
+
+
+def _store(args):
+    from movierec.store import open_store
+
+    return open_store(args.store)
+
+
+def cmd_serve(args) -> int:
+    from movierec.processes import serve_command
+
+    env = os.environ | {"MOVIEREC_STORE": args.store}
+    command = serve_command(args.function, host=args.host, port=args.port)
+    os.execvpe(command[0], command, env)  # replaces this process: signals reach the server
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from movierec.replay import replay
+    from pipelines.pipeline import progress_bar
+
+    lines, source = _lines(args)
+    with progress_bar(console) as bar:
+        task = bar.add_task("replay", total=None)
+        stats = replay(args.url, lines, source=source, batch_size=args.batch_size,
+                       concurrency=args.concurrency, rate=args.rate,
+                       on_progress=lambda n: bar.advance(task, n))
+    print(stats.summary())
+    return 0
+
+
+def _lines(args):
+    """The lines to replay and the CloudEvent source naming them."""
+    if getattr(args, "movielens", None):
+        from movierec.movielens import stream_lines
+
+        return stream_lines(Path(args.movielens)), f"movierec/movielens/{Path(args.movielens).name}"
+    if getattr(args, "files", None):
+        def read():
+            for path in args.files:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    yield from (line.rstrip("\n") for line in f)
+        return read(), f"movierec/replay/{Path(args.files[0]).name}"
+    from movierec.synthetic import make_world, stream_lines
+
+    return stream_lines(make_world(users=args.users, seed=args.seed), seed=args.seed), f"movierec/synthetic/{args.seed}"
+
+
+def cmd_snapshot(args) -> int:
+    from movierec.snapshots import list_snapshots, load_manifest
+    from pipelines.snapshot import make_snapshot
+
+    store = _store(args)
+    if args.action == "list":
+        for m in list_snapshots(store):
+            c = m["counts"]
+            print(f"{m['id']}  {m['created_at']}  users={c['users']} movies={c['movies']} interactions={c['interactions']}")
+        return 0
+    if args.action == "show":
+        if not args.id:
+            raise MovierecError("snapshot show needs an ID")
+        print(json.dumps(load_manifest(store, args.id), indent=2))
+        return 0
+    manifest, created = make_snapshot(store)
+    print(f"{'created' if created else 'unchanged'} snapshot {manifest['id']}")
+    print(json.dumps(manifest["counts"], indent=2))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pipelines.train import train
+
+    card = train(_store(args), snapshot_id=args.snapshot, kind=args.model, seed=args.seed)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from movierec.models.registry import list_models, load_card
+
+    store = _store(args)
+    if args.action == "show":
+        if not args.version:
+            raise MovierecError("models show needs a VERSION")
+        print(json.dumps(load_card(store, args.version), indent=2))
+        return 0
+    for card in list_models(store):
+        print(f"{card['version']}  kind={card['kind']}  snapshot={card['snapshot_id']}  users={card['users']}")
+    return 0
+
+
+def cmd_precompute(args) -> int:
+    from movierec.models.registry import latest_version
+    from pipelines.fanout import run_local, run_remote, start_run
+
+    store = _store(args)
+    settings = Settings.from_env()
+    run = start_run(store, args.model or latest_version(store),
+                    partitions=args.partitions or settings.partitions, top_k=settings.top_k)
+    console.print(f"run {run.run_id}: model {run.model_version}, {run.partitions} partitions")
+    if args.local:
+        run_local(store, run, on_done=lambda p: console.print(f"  partition {p} done"))
+    else:
+        sink = args.sink or os.environ.get("K_SINK")
+        if not sink:
+            raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --local")
+        run_remote(store, run, sink, concurrency=args.concurrency, timeout=args.timeout,
+                   on_done=lambda p: console.print(f"  partition {p} done"))
+    print(run.run_id)
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from pipelines.publish import publish
+
+    shares = [float(s) for s in args.shares.split(",")] if args.shares else None
+    current = publish(_store(args), args.run_ids, shares=shares)
+    print(json.dumps({k: current[k] for k in ("variants", "published_at")}, indent=2))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from pipelines.publish import rollback
+
+    current = rollback(_store(args))
+    print(json.dumps({k: current[k] for k in ("variants", "published_at")}, indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args, console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="movierec", description=__doc__)
+    parser.add_argument("--store", default=settings.store,
+                        help="store root URI: a directory or s3://bucket/prefix (default $MOVIEREC_STORE or %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole loop on this machine, then serve recommend on :8082")
+    p.add_argument("--movielens", metavar="PATH", help="a MovieLens folder (ml-100k or ml-latest-small) instead of the synthetic stream")
+    p.add_argument("--users", type=int, default=1000, help="synthetic users (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="popularity", help="model kind to train (default %(default)s)")
+    p.add_argument("--port", type=int, default=8082, help="port recommend serves on (default %(default)s)")
+    p.add_argument("--no-serve", action="store_true", help="print sample answers and exit instead of serving")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="run one function locally under functions-framework")
+    p.add_argument("function", choices=FUNCTIONS)
+    p.add_argument("--port", type=int, default=settings.port)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("replay", help="post stream lines to ingest as CloudEvents")
+    p.add_argument("files", nargs="*", help="stream files (default: the synthetic stream)")
+    p.add_argument("--movielens", metavar="PATH", help="MovieLens ratings turned into stream lines")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="ingest URL (default %(default)s)")
+    p.add_argument("--rate", type=float, help="lines per second (default: as fast as possible)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=500, help="events per request; 1 sends single binary events")
+    p.add_argument("--users", type=int, default=1000, help="synthetic users")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("snapshot", help="compact the event log into an immutable snapshot; list; show ID")
+    p.add_argument("action", nargs="?", choices=("create", "list", "show"), default="create")
+    p.add_argument("id", nargs="?")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("train", help="train a model on a snapshot and store it")
+    p.add_argument("--snapshot", help="snapshot id (default: the latest)")
+    p.add_argument("--model", default="popularity", help="model kind (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list stored models, or show one's card")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("version", nargs="?")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("precompute", help="score every user partition: one CloudEvent each to $K_SINK, or --local")
+    p.add_argument("--model", help="model version (default: the latest)")
+    p.add_argument("--partitions", type=int, help="partition count (default $MOVIEREC_PARTITIONS or 8)")
+    p.add_argument("--local", action="store_true", help="run the partitions in this process")
+    p.add_argument("--sink", help="where events go (default $K_SINK)")
+    p.add_argument("--concurrency", type=int, default=4, help="events in flight")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every shard")
+    p.set_defaults(func=cmd_precompute)
+
+    p = sub.add_parser("publish", help="validate a run and make it the served one (two runs: an A/B split)")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("--shares", help="A/B shares, e.g. 0.5,0.5")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
+    p.set_defaults(func=cmd_rollback)
+
+    try:
+        from movierec.evaluation.command import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except MovierecError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return args.func(args)
+    except MovierecError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

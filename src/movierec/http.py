@@ -1,0 +1,40 @@
+"""Shared answers of the HTTP entrypoints: JSON errors, probes and the metrics page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from movierec import metrics
+from movierec.errors import BadInput, NotFound, NotReady, StoreUnavailable
+
+Response = tuple[bytes | str, int, dict[str, str]]
+
+
+def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return json.dumps(body), status, {"Content-Type": "application/json"} | (headers or {})
+
+
+def error_answer(exc: Exception) -> Response:
+    """Map the library's errors to HTTP: 400 bad input, 404, 503 not ready or store down, 500 bug."""
+    if isinstance(exc, BadInput):
+        return json_answer({"error": str(exc)}, 400)
+    if isinstance(exc, NotFound):
+        return json_answer({"error": str(exc)}, 404)
+    if isinstance(exc, (NotReady, StoreUnavailable)):
+        return json_answer({"error": str(exc)}, 503, {"Retry-After": "5"})
+    return json_answer({"error": "internal error"}, 500)
+
+
+def probe_answer(path: str, *, ready: bool) -> Response | None:
+    """Answer /healthz, /readyz and /metrics; None for any other path."""
+    if path == "/healthz":
+        return "ok", 200, {"Content-Type": "text/plain"}
+    if path == "/readyz":
+        if ready:
+            return "ready", 200, {"Content-Type": "text/plain"}
+        return json_answer({"error": "not ready"}, 503, {"Retry-After": "5"})
+    if path == "/metrics":
+        body, headers = metrics.exposition()
+        return body, 200, headers
+    return None

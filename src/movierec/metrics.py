@@ -1,0 +1,41 @@
+"""Prometheus metrics of every function: `movierec_<function>_<what>_<unit>`."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0, 2.5)
+
+RECOMMEND_SECONDS = Histogram(
+    "movierec_recommend_request_seconds", "Time to answer GET /recommend", buckets=LATENCY_BUCKETS
+)
+RECOMMEND_ANSWERS = Counter(
+    "movierec_recommend_answers_total", "Answers by status, source and variant", ["status", "source", "variant"]
+)
+RECOMMEND_RUN_AGE = Gauge(
+    "movierec_recommend_published_run_age_seconds", "Age of the published run being served"
+)
+RECOMMEND_RELOADS = Counter(
+    "movierec_recommend_reloads_total", "Loads of a new recs/CURRENT", ["outcome"]
+)
+INGEST_EVENTS = Counter("movierec_ingest_events_total", "Stream events stored, by kind", ["kind"])
+INGEST_QUARANTINED = Counter(
+    "movierec_ingest_quarantined_total", "Lines quarantined, by reason", ["reason"]
+)
+INGEST_REQUESTS = Counter("movierec_ingest_requests_total", "Ingest answers by HTTP status", ["status"])
+INGEST_WRITE_SECONDS = Histogram(
+    "movierec_ingest_write_seconds", "Time to make a batch durable in the store", buckets=LATENCY_BUCKETS
+)
+INGEST_STORE_ERRORS = Counter("movierec_ingest_store_errors_total", "Store writes that failed")
+PRECOMPUTE_SECONDS = Histogram(
+    "movierec_precompute_partition_seconds",
+    "Time to score and write one partition",
+    buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600),
+)
+PRECOMPUTE_PARTITIONS = Counter(
+    "movierec_precompute_partitions_total", "Partition requests by outcome", ["outcome"]
+)
+
+
+def exposition() -> tuple[bytes, dict[str, str]]:
+    return generate_latest(), {"Content-Type": CONTENT_TYPE_LATEST}

@@ -1,0 +1,1 @@
+"""Recommendation models behind one interface, and the registry that stores them."""

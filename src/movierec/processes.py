@@ -1,0 +1,87 @@
+"""Run a function locally under functions-framework, as `movierec serve` and the demo do."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from movierec.errors import ConfigError, MovierecError
+
+FUNCTIONS = ("ingest", "precompute", "recommend")
+
+
+def functions_dir() -> Path:
+    """`functions/` beside the source tree, or in the working directory (as in the images)."""
+    candidates = [Path(__file__).resolve().parents[2] / "functions", Path.cwd() / "functions"]
+    if env := os.environ.get("MOVIEREC_FUNCTIONS_DIR"):
+        candidates.insert(0, Path(env))
+    for candidate in candidates:
+        if (candidate / "recommend" / "main.py").exists():
+            return candidate
+    raise ConfigError("cannot find functions/: set MOVIEREC_FUNCTIONS_DIR")
+
+
+def serve_command(name: str, *, host: str, port: int) -> list[str]:
+    if name not in FUNCTIONS:
+        raise ConfigError(f"unknown function {name!r}; one of {', '.join(FUNCTIONS)}")
+    source = functions_dir() / name / "main.py"
+    return [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", name,
+            "--host", host, "--port", str(port)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FunctionProcess:
+    """A function in a child process on loopback; a context manager that waits for /healthz."""
+
+    def __init__(self, name: str, *, store: str, port: int | None = None, env: dict[str, str] | None = None,
+                 log: Path | None = None):
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = os.environ | {"MOVIEREC_STORE": store} | (env or {})
+        self._log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> FunctionProcess:
+        out = open(self._log, "ab") if self._log else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise MovierecError(f"{self.name} exited with {self.process.returncode} at start")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise MovierecError(f"{self.name} did not answer /healthz within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> FunctionProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,89 @@
+"""Recommendation runs: `recs/<run_id>/` shards and run.json, and the published pointer `recs/CURRENT`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from movierec.errors import NotFound, NotReady
+from movierec.store import Store
+
+CURRENT_KEY = "recs/CURRENT"
+SHARD_SCHEMA = pa.schema([("user_id", pa.int64()), ("movies", pa.list_(pa.string()))])
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def shard_key(run_id: str, partition: int, partitions: int) -> str:
+    return f"recs/{run_id}/part-{partition}-of-{partitions}.parquet"
+
+
+def run_key(run_id: str) -> str:
+    return f"recs/{run_id}/run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a precompute run is: which model scored which snapshot into how many partitions."""
+
+    run_id: str
+    model_version: str
+    snapshot_id: str
+    partitions: int
+    top_k: int
+    created_at: str
+
+
+def write_run(store: Store, run: Run) -> None:
+    store.put(run_key(run.run_id), json.dumps(asdict(run), indent=2).encode())
+
+
+def load_run(store: Store, run_id: str) -> Run:
+    try:
+        return Run(**json.loads(store.get(run_key(run_id))))
+    except NotFound:
+        raise NotFound(f"run {run_id} not found") from None
+
+
+def list_runs(store: Store) -> list[Run]:
+    runs = [Run(**json.loads(store.get(k))) for k in store.list("recs") if k.endswith("/run.json")]
+    return sorted(runs, key=lambda r: r.run_id)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    run_id: str
+    model_version: str
+    share: float
+
+
+def read_current(store: Store) -> dict[str, Any]:
+    """The published pointer; raises NotReady while nothing is published."""
+    try:
+        current = json.loads(store.get(CURRENT_KEY))
+    except NotFound:
+        raise NotReady("nothing published yet") from None
+    return current
+
+
+def current_variants(current: dict[str, Any]) -> list[Variant]:
+    return [Variant(**v) for v in current["variants"]]
+
+
+def write_current(store: Store, variants: list[Variant], *, previous: dict[str, Any] | None) -> dict:
+    """Replace recs/CURRENT atomically; the previous pointer is kept inside for rollback."""
+    current = {
+        "variants": [asdict(v) for v in variants],
+        "published_at": datetime.now(timezone.utc).isoformat(),
+        "previous": {k: previous[k] for k in ("variants", "published_at")} if previous else None,
+    }
+    store.put(CURRENT_KEY, json.dumps(current, indent=2).encode())
+    return current

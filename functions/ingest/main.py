@@ -9,23 +9,24 @@ from movierec import metrics
 from movierec.config import Settings
 from movierec.errors import MovierecError
 from movierec.http import error_answer, json_answer, probe_answer
-from movierec.ingest import parse_delivery, store_events, to_events
+from movierec.ingest import Ingestor
 from movierec.store import open_store
 
 SETTINGS = Settings.from_env()
-STORE = open_store(SETTINGS.store)
+INGESTOR = Ingestor(open_store(SETTINGS.store))
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @functions_framework.http
 def ingest(request: flask.Request):
     if request.method == "GET":
         return probe_answer(request.path, ready=True) or json_answer({"error": "not found"}, 404)
-    try:
-        events = to_events(parse_delivery(request.headers, request.get_data()))
-        store_events(STORE, events)
-    except MovierecError as exc:
-        result = error_answer(exc)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        result = json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
     else:
-        result = json_answer({"stored": len(events)}, 200)
+        try:
+            result = json_answer({"stored": INGESTOR.ingest(request.headers, request.get_data())}, 200)
+        except MovierecError as exc:
+            result = error_answer(exc)
     metrics.INGEST_REQUESTS.labels(str(result[1])).inc()
     return result

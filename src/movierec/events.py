@@ -42,6 +42,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "account": pa.schema(_COMMON + _LINE),
     "quarantine": pa.schema(_COMMON + [("reason", pa.string()), ("raw", pa.binary())]),
 }
+KINDS_STORED = tuple(SCHEMAS)
 
 
 @dataclass(frozen=True, slots=True)

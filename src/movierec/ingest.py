@@ -21,6 +21,7 @@ from cloudevents.http import CloudEvent, from_dict, from_http
 from movierec import metrics
 from movierec.errors import BadInput, StoreUnavailable
 from movierec.events import Event, event_from_line, write_events
+from movierec.groupcommit import GroupCommitter
 from movierec.store import Store
 
 _log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def to_events(cloud_events: list[CloudEvent]) -> list[Event]:
 
 
 def store_events(store: Store, events: list[Event]) -> None:
-    """Make events durable; returns only once they are in the store. StoreUnavailable if not."""
+    """Make events durable in one write; StoreUnavailable if they are not."""
     started = time.perf_counter()
     try:
         write_events(store, events)
@@ -75,7 +76,24 @@ def store_events(store: Store, events: list[Event]) -> None:
         metrics.INGEST_STORE_ERRORS.inc()
         raise StoreUnavailable(f"store write failed: {exc}") from exc
     metrics.INGEST_WRITE_SECONDS.observe(time.perf_counter() - started)
+    metrics.INGEST_BATCH_EVENTS.observe(len(events))
     for kind, count in Counter(e.kind for e in events).items():
         metrics.INGEST_EVENTS.labels(kind).inc(count)
     for reason, count in Counter(e.reason for e in events if e.reason).items():
         metrics.INGEST_QUARANTINED.labels(reason).inc(count)
+
+
+class Ingestor:
+    """What the ingest function runs: validate a delivery, then commit it with concurrent ones."""
+
+    def __init__(self, store: Store, *, max_events: int = 5000, max_delay: float = 0.005):
+        self.store = store
+        self._committer = GroupCommitter(
+            lambda events: store_events(store, events), max_events=max_events, max_delay=max_delay
+        )
+
+    def ingest(self, headers: Mapping[str, str], body: bytes) -> int:
+        """Store every event of one request; returns how many. Returns only once they are durable."""
+        events = to_events(parse_delivery(headers, body))
+        self._committer.commit(events)
+        return len(events)

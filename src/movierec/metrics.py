@@ -26,6 +26,11 @@ INGEST_REQUESTS = Counter("movierec_ingest_requests_total", "Ingest answers by H
 INGEST_WRITE_SECONDS = Histogram(
     "movierec_ingest_write_seconds", "Time to make a batch durable in the store", buckets=LATENCY_BUCKETS
 )
+INGEST_BATCH_EVENTS = Histogram(
+    "movierec_ingest_batch_events",
+    "Events per group-committed store write",
+    buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
+)
 INGEST_STORE_ERRORS = Counter("movierec_ingest_store_errors_total", "Store writes that failed")
 PRECOMPUTE_SECONDS = Histogram(
     "movierec_precompute_partition_seconds",

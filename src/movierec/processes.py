@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +57,8 @@ class FunctionProcess:
     def start(self, timeout: float = 30.0) -> FunctionProcess:
         out = open(self._log, "ab") if self._log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out
+            serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out,
+            start_new_session=True,  # its own process group: gunicorn's workers go down with it
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -73,12 +75,24 @@ class FunctionProcess:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
+        self._reap_group()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, as a crash or an OOM kill would."""
+        if self.process:
+            self._reap_group(signal.SIGKILL)
+            self.process.wait()
+
+    def _reap_group(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def __enter__(self) -> FunctionProcess:
         return self.start()

@@ -1,0 +1,82 @@
+"""Group commit: concurrent requests share one durable store write.
+
+Each request hands its events to the committer and blocks until the write
+holding them is durable (or has failed). A flusher thread gathers what
+arrived, waits at most `max_delay` seconds for more, or less once
+`max_events` are waiting, and writes everything in one go. One write for many
+requests is what lets a single instance keep up with the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from movierec.errors import StoreUnavailable
+
+_log = logging.getLogger(__name__)
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        write: Callable[[list], None],
+        *,
+        max_events: int = 5000,
+        max_delay: float = 0.005,
+        timeout: float = 30.0,
+    ):
+        self._write = write
+        self.max_events = max_events
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._pending: list[tuple[list, Future]] = []
+        self._pending_events = 0
+        self._owner_pid: int | None = None
+
+    def _ensure_flusher(self) -> None:
+        """One flusher thread per process: gunicorn forks workers after the module is imported."""
+        if self._owner_pid != os.getpid():
+            self._owner_pid = os.getpid()
+            self._pending, self._pending_events = [], 0
+            threading.Thread(target=self._flush_forever, name="group-commit", daemon=True).start()
+
+    def commit(self, items: list) -> None:
+        """Return once `items` are durable; raise what the write raised if they are not."""
+        future: Future = Future()
+        with self._cond:
+            self._ensure_flusher()
+            self._pending.append((items, future))
+            self._pending_events += len(items)
+            self._cond.notify()
+        try:
+            future.result(timeout=self.timeout)
+        except TimeoutError:
+            raise StoreUnavailable(f"write not durable within {self.timeout:.0f} s") from None
+
+    def _take(self) -> list[tuple[list, Future]]:
+        with self._cond:
+            while not self._pending:
+                self._cond.wait()
+            deadline = time.monotonic() + self.max_delay
+            while self._pending_events < self.max_events and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            taken, self._pending, self._pending_events = self._pending, [], 0
+            return taken
+
+    def _flush_forever(self) -> None:
+        while True:
+            taken = self._take()
+            try:
+                self._write([item for items, _ in taken for item in items])
+            except BaseException as exc:  # every waiting request learns that its events are not stored
+                for _, future in taken:
+                    future.set_exception(exc)
+            else:
+                for _, future in taken:
+                    future.set_result(None)

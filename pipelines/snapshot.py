@@ -1,55 +1,89 @@
-"""Compact the event log into an immutable, content-addressed snapshot."""
+"""Compact the event log into an immutable, content-addressed snapshot, reading it as a stream.
+
+Files are read a few at a time and folded into running aggregates whose size
+is bounded by the distinct (user, movie, minute) and (user, movie) pairs, not
+by the number of lines. Both aggregates are idempotent, which is what makes a
+redelivered event count once: the same watch minute or the same rating event
+folds into the same row.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec.events import SCHEMAS, event_keys
-from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, manifest_key
+from movierec.quality import compare, profile
+from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, list_snapshots, manifest_key
 from movierec.store import Store
 
-WATCH_COLUMNS = ["event_source", "event_id", "time", "user_id", "movie_id", "minute"]
+WATCH_COLUMNS = ["time", "user_id", "movie_id", "minute"]
 RATE_COLUMNS = ["event_source", "event_id", "time", "user_id", "movie_id", "rating"]
+READ_AHEAD = 8  # files fetched concurrently: S3 latency, not bandwidth, bounds a small-file read
+FOLD_ROWS = 4_000_000  # re-aggregate the partial results once they hold this many rows
 
 
-def _read(store: Store, kind: str, keys: list[str], columns: list[str]) -> pa.Table:
-    empty = SCHEMAS[kind].empty_table().select(columns)
-    return pa.concat_tables([empty] + [store.get_parquet(key, columns=columns) for key in keys])
+def distinct_minutes(table: pa.Table) -> pa.Table:
+    """One row per (user, movie, minute) with its latest time; folding twice changes nothing."""
+    out = table.group_by(["user_id", "movie_id", "minute"]).aggregate([("time", "max")])
+    return out.rename_columns(["user_id", "movie_id", "minute", "time"])
 
 
-def unique_events(table: pa.Table, value_columns: list[str]) -> pa.Table:
-    """One row per (source, id): a redelivered event counts once."""
-    grouped = table.group_by(["event_source", "event_id"], use_threads=False).aggregate(
-        [(c, "first") for c in value_columns]
-    )
-    return grouped.rename_columns(
-        [c.removesuffix("_first") for c in grouped.column_names]
-    )
+def latest_ratings(table: pa.Table) -> pa.Table:
+    """One row per (user, movie): the latest rating; equal times are ordered by event identity."""
+    order = [(c, "ascending") for c in ["user_id", "movie_id", "time", "event_source", "event_id"]]
+    ordered = table.sort_by(order)
+    aggregations = [(c, "last") for c in ["event_source", "event_id", "time", "rating"]]
+    out = ordered.group_by(["user_id", "movie_id"], use_threads=False).aggregate(aggregations)
+    return out.rename_columns([c.removesuffix("_last") for c in out.column_names]).select(RATE_COLUMNS)
 
 
-def compact(watches: pa.Table, rates: pa.Table) -> pa.Table:
-    """Watch minutes (distinct minutes per user and movie) joined with each pair's latest rating."""
+class Fold:
+    """A running aggregate over a stream of tables, re-folded whenever it grows past FOLD_ROWS."""
+
+    def __init__(self, fold: Callable[[pa.Table], pa.Table], empty: pa.Table):
+        self.fold = fold
+        self.parts = [fold(empty)]
+        self.rows_in = 0
+
+    def add(self, table: pa.Table) -> None:
+        self.rows_in += table.num_rows
+        self.parts.append(self.fold(table))
+        if sum(p.num_rows for p in self.parts) > FOLD_ROWS:
+            self.parts = [self.fold(pa.concat_tables(self.parts))]
+
+    def result(self) -> pa.Table:
+        return self.fold(pa.concat_tables(self.parts))
+
+
+def read_stream(store: Store, keys: list[str], columns: list[str]) -> Iterator[pa.Table]:
+    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+        for start in range(0, len(keys), READ_AHEAD):
+            yield from pool.map(lambda k: store.get_parquet(k, columns=columns), keys[start : start + READ_AHEAD])
+
+
+def compact(watched: pa.Table, rated: pa.Table) -> pa.Table:
+    """Minutes watched per (user, movie) joined with each pair's latest rating."""
     keys = ["user_id", "movie_id"]
-    watched = watches.group_by(keys).aggregate([("minute", "count_distinct"), ("time", "max")])
-    watched = watched.rename_columns(["user_id", "movie_id", "watch_minutes", "watch_time"])
-    # The latest rating wins; ties on time are broken by event identity so the result is deterministic.
-    rates = rates.sort_by([(c, "ascending") for c in ["user_id", "movie_id", "time", "event_source", "event_id"]])
-    rated = rates.group_by(keys, use_threads=False).aggregate([("rating", "last"), ("time", "max")])
-    rated = rated.rename_columns(["user_id", "movie_id", "rating", "rate_time"])
-    joined = watched.join(rated, keys=keys, join_type="full outer")
-    last_time = pc.max_element_wise(joined["watch_time"], joined["rate_time"], skip_nulls=True)
+    minutes = watched.group_by(keys).aggregate([("minute", "count"), ("time", "max")])
+    minutes = minutes.rename_columns(["user_id", "movie_id", "watch_minutes", "watch_time"])
+    ratings = rated.select(["user_id", "movie_id", "rating", "time"]).rename_columns(
+        ["user_id", "movie_id", "rating", "rate_time"]
+    )
+    joined = minutes.join(ratings, keys=keys, join_type="full outer")
     table = pa.table(
         {
             "user_id": joined["user_id"],
             "movie_id": joined["movie_id"],
             "watch_minutes": pc.cast(pc.fill_null(joined["watch_minutes"], 0), pa.int32()),
             "rating": pc.cast(joined["rating"], pa.int16()),
-            "last_time": last_time,
+            "last_time": pc.max_element_wise(joined["watch_time"], joined["rate_time"], skip_nulls=True),
         },
         schema=INTERACTIONS_SCHEMA,
     )
@@ -71,35 +105,57 @@ def _time_range(table: pa.Table) -> dict:
     return {k: bounds[k].as_py().isoformat() for k in ("min", "max")}
 
 
-def make_snapshot(store: Store) -> tuple[dict, bool]:
+def _rows(store: Store, keys: list[str], column: str) -> int:
+    return sum(store.get_parquet(k, columns=[column]).num_rows for k in keys)
+
+
+def make_snapshot(store: Store, *, on_file: Callable[[], None] | None = None) -> tuple[dict, bool]:
     """Snapshot the whole event log; returns (manifest, created). An identical snapshot is reused."""
-    watch_keys, rate_keys = event_keys(store, "watch"), event_keys(store, "rate")
-    watch_raw = _read(store, "watch", watch_keys, WATCH_COLUMNS)
-    rate_raw = _read(store, "rate", rate_keys, RATE_COLUMNS)
-    watches = unique_events(watch_raw, WATCH_COLUMNS[2:])
-    rates = unique_events(rate_raw, RATE_COLUMNS[2:])
-    table = compact(watches, rates)
+    keys = {kind: event_keys(store, kind) for kind in SCHEMAS}
+    watched = Fold(distinct_minutes, SCHEMAS["watch"].empty_table().select(WATCH_COLUMNS))
+    for table in read_stream(store, keys["watch"], WATCH_COLUMNS):
+        watched.add(table)
+        on_file and on_file()
+    rated = Fold(latest_ratings, SCHEMAS["rate"].empty_table().select(RATE_COLUMNS))
+    for table in read_stream(store, keys["rate"], RATE_COLUMNS):
+        rated.add(table)
+        on_file and on_file()
+    watch_minutes, ratings = watched.result(), rated.result()
+    table = compact(watch_minutes, ratings)
     snapshot_id = content_id(table)
     if store.exists(manifest_key(snapshot_id)):
         return json.loads(store.get(manifest_key(snapshot_id))), False
+    counts = {
+        "watch_lines": watched.rows_in,
+        "watch_minutes": watch_minutes.num_rows,
+        "rate_lines": rated.rows_in,
+        "quarantine_lines": _rows(store, keys["quarantine"], "reason"),
+        "interactions": table.num_rows,
+        "ratings": table.num_rows - table["rating"].null_count,
+        "users": len(pc.unique(table["user_id"])),
+        "movies": len(pc.unique(table["movie_id"])),
+    }
+    previous = list_snapshots(store)
+    current_profile = profile(table, counts)
+    report = compare(current_profile, previous[-1]["profile"] if previous else None,
+                     previous[-1]["id"] if previous else None)
+    inputs = {kind: sorted(k) for kind, k in keys.items()}
     manifest = {
         "id": snapshot_id,
         "created_at": datetime.now(timezone.utc).isoformat(),
-        "inputs": {"watch": watch_keys, "rate": rate_keys},
-        "counts": {
-            "watch_events": watch_raw.num_rows,
-            "watch_events_unique": watches.num_rows,
-            "rate_events": rate_raw.num_rows,
-            "rate_events_unique": rates.num_rows,
-            "interactions": table.num_rows,
-            "ratings": table.num_rows - table["rating"].null_count,
-            "users": len(pc.unique(table["user_id"])),
-            "movies": len(pc.unique(table["movie_id"])),
+        "inputs": {
+            "files": {kind: len(k) for kind, k in inputs.items()},
+            "list": f"snapshots/{snapshot_id}/inputs.json",
+            "sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
         },
+        "counts": counts,
         "time_range": _time_range(table),
-        "schema": {f.name: str(f.type) for f in table.schema},
+        "schema": current_profile["schema"],
+        "profile": current_profile,
+        "quality": {"report": f"snapshots/{snapshot_id}/quality.json", "warnings": report["warnings"]},
     }
+    store.put(f"snapshots/{snapshot_id}/inputs.json", json.dumps(inputs).encode())
+    store.put(f"snapshots/{snapshot_id}/quality.json", json.dumps(report, indent=2).encode())
     store.put_parquet(interactions_key(snapshot_id), table)
     store.put(manifest_key(snapshot_id), json.dumps(manifest, indent=2).encode())  # last: marks it complete
     return manifest, True
-

@@ -72,8 +72,8 @@ def test_redelivered_events_give_the_identical_snapshot(tmp_path):
     second, _ = make_snapshot(noisy)
     assert first["id"] == second["id"]
     # Duplicates really reached the log (a batch identical to an earlier one is skipped by name).
-    assert second["counts"]["watch_events"] > second["counts"]["watch_events_unique"] == 3
-    assert second["counts"]["rate_events"] > second["counts"]["rate_events_unique"] == 3
+    assert second["counts"]["watch_lines"] > second["counts"]["watch_minutes"] == 2
+    assert second["counts"]["rate_lines"] > first["counts"]["rate_lines"] == 3
 
 
 def test_same_inputs_reuse_the_snapshot_and_new_data_makes_a_new_one(store):
@@ -86,3 +86,30 @@ def test_same_inputs_reuse_the_snapshot_and_new_data_makes_a_new_one(store):
     assert newer["id"] != first["id"]
     assert [m["id"] for m in list_snapshots(store)] == [first["id"], newer["id"]]
     assert pc.sum(load_snapshot(store, newer["id"]).table["watch_minutes"]).as_py() == 2
+
+
+def test_quality_report_flags_drift_and_volume_drops(local_store):
+    import json
+
+    base = [f"2026-11-01T10:00:{i % 60:02d},{i},GET /rate/m{i % 30}+2001={1 + i % 5}" for i in range(600)]
+    write_events(local_store, events(base, source="a"))
+    first, _ = make_snapshot(local_store)
+    assert first["quality"]["warnings"] == []
+    # Everyone now rates 5: the rating distribution shifts far beyond the PSI threshold.
+    shifted = [f"2026-11-02T10:00:{i % 60:02d},{i},GET /rate/m{i % 30}+2001=5" for i in range(600)]
+    write_events(local_store, events(shifted, source="b"))
+    second, created = make_snapshot(local_store)
+    assert created
+    report = json.loads(local_store.get(second["quality"]["report"]))
+    assert report["previous"] == first["id"]
+    assert report["drift"]["rating_psi"] > 0.2
+    assert any("rating_psi" in w for w in second["quality"]["warnings"])
+    assert report["volume"]["ratings"]["change"] == 0.0
+
+
+def test_psi_is_zero_for_the_same_shape():
+    from movierec.quality import psi
+
+    assert psi([10, 20, 30], [20, 40, 60]) == 0.0
+    assert psi([0, 0], [1, 2]) is None
+    assert psi([50, 50], [90, 10]) > 0.2

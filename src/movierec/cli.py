@@ -79,9 +79,14 @@ def cmd_snapshot(args) -> int:
             raise MovierecError("snapshot show needs an ID")
         print(json.dumps(load_manifest(store, args.id), indent=2))
         return 0
-    manifest, created = make_snapshot(store)
+    from movierec.quality import summary_lines
+
+    with console.status("reading the event log"):
+        manifest, created = make_snapshot(store)
     print(f"{'created' if created else 'unchanged'} snapshot {manifest['id']}")
     print(json.dumps(manifest["counts"], indent=2))
+    if "quality" in manifest:  # snapshots written before quality reports existed have none
+        print("\n".join(summary_lines(json.loads(store.get(manifest["quality"]["report"])))))
     return 0
 
 

@@ -130,3 +130,25 @@ def test_malformed_lines_have_specific_reasons(line, reason):
     with pytest.raises(LineError) as info:
         parse_line(line)
     assert info.value.reason == reason
+
+
+def test_fast_path_agrees_with_the_general_parser_on_every_real_and_synthetic_line():
+    from movierec.stream import parse_line_slowly
+    from tests.conftest import small_world_lines
+
+    lines = [raw.decode("utf-8") for path in dataset("course-stream").glob("*.log") for raw in path.read_bytes().splitlines()]
+    lines += small_world_lines() + [
+        "2026-11-01T10:00:00,1,GET /rate/a\u00a0b=5",  # a non-ASCII space: not an id character
+        "2026-11-01T10:00:00,1,GET /data/m/x+2001/1234567.mpg",
+        "2026-11-01T10:00:00,9223372036854775808,GET /rate/x+2001=5",
+        "2026-02-30T10:00:00,1,GET /rate/x+2001=5",
+    ]
+
+    def outcome(parse, line):
+        try:
+            return parse(line)
+        except LineError as exc:
+            return exc.reason
+
+    for line in lines:
+        assert outcome(parse_line, line) == outcome(parse_line_slowly, line), line

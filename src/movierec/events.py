@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from movierec.store import Store
-from movierec.stream import CreateAccount, LineError, Rate, RecoRequest, Record, Watch, parse_line
+from movierec.stream import LineError, Record, parse_line
 
 _TS = pa.timestamp("us")
 _COMMON = [
@@ -62,8 +62,9 @@ class Event:
 
     @property
     def day(self) -> str:
-        when = self.record.time if self.record is not None else self.received_at
-        return when.strftime("%Y-%m-%d")
+        """The arrival day (UTC) partitions the log: a flush writes one file per kind, and a
+        late or replayed event lands in today's partition instead of rewriting an old one."""
+        return self.received_at.strftime("%Y-%m-%d")
 
 
 def event_from_line(source: str, event_id: str, raw: bytes, *, received_at: datetime | None = None) -> Event:
@@ -78,27 +79,27 @@ def event_from_line(source: str, event_id: str, raw: bytes, *, received_at: date
     return Event(source, event_id, received_at, record)
 
 
-def _row(event: Event) -> dict:
-    row = {"event_source": event.source, "event_id": event.id, "received_at": event.received_at}
-    rec = event.record
-    if rec is None:
-        return row | {"reason": event.reason, "raw": event.raw}
-    row |= {"time": rec.time, "user_id": rec.user_id}
-    if isinstance(rec, Watch):
-        row |= {"movie_id": rec.movie_id, "minute": rec.minute}
-    elif isinstance(rec, Rate):
-        row |= {"movie_id": rec.movie_id, "rating": rec.rating}
-    elif isinstance(rec, RecoRequest):
-        row |= {
-            "server": rec.server,
-            "status": rec.status,
-            "result": rec.result,
-            "movies": list(rec.movies),
-            "latency_ms": rec.latency_ms,
-        }
+_FIELDS = {
+    "watch": ("time", "user_id", "movie_id", "minute"),
+    "rate": ("time", "user_id", "movie_id", "rating"),
+    "reco": ("time", "user_id", "server", "status", "result", "movies", "latency_ms"),
+    "account": ("time", "user_id"),
+}
+
+
+def _table(kind: str, group: list[Event]) -> pa.Table:
+    """Column-wise: much faster than a dict per row."""
+    columns = {
+        "event_source": [e.source for e in group],
+        "event_id": [e.id for e in group],
+        "received_at": [e.received_at for e in group],
+    }
+    if kind == "quarantine":
+        columns |= {"reason": [e.reason for e in group], "raw": [e.raw for e in group]}
     else:
-        assert isinstance(rec, CreateAccount)
-    return row
+        records = [e.record for e in group]
+        columns |= {name: [getattr(r, name) for r in records] for name in _FIELDS[kind]}
+    return pa.table(columns, schema=SCHEMAS[kind])
 
 
 def batch_name(events: list[Event]) -> str:
@@ -110,13 +111,15 @@ def batch_name(events: list[Event]) -> str:
 
 
 def write_events(store: Store, events: list[Event]) -> list[str]:
-    """Write events as one parquet file per (kind, day); returns the keys. Durable on return."""
+    """Write events as one parquet file per (kind, arrival day); returns the keys. Durable on return."""
     groups: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    days: dict[datetime, str] = {}  # events of one request share their arrival time
     for event in events:
-        groups[(event.kind, event.day)].append(event)
+        day = days.get(event.received_at) or days.setdefault(event.received_at, event.day)
+        groups[(event.kind, day)].append(event)
     keys = []
     for (kind, day), group in sorted(groups.items()):
-        table = pa.Table.from_pylist([_row(e) for e in group], schema=SCHEMAS[kind])
+        table = _table(kind, group)
         key = f"events/kind={kind}/date={day}/{batch_name(group)}.parquet"
         store.put_parquet(key, table, only_new=True)
         keys.append(key)

@@ -39,10 +39,10 @@ class ReplayStats:
         )
 
 
-def line_event(source: str, event_id: str, line: str) -> CloudEvent:
-    return CloudEvent(
-        {"type": LINE_TYPE, "source": source, "id": event_id, "datacontenttype": "text/plain"}, line
-    )
+def line_event(source: str, event_id: str, line: str | bytes) -> CloudEvent:
+    """A single line as KafkaSource sends it: the raw bytes as the body (binary mode)."""
+    raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
+    return CloudEvent({"type": LINE_TYPE, "source": source, "id": event_id, "datacontenttype": "text/plain"}, raw)
 
 
 def _structured(source: str, event_id: str, line: str) -> dict:

@@ -22,7 +22,8 @@ def client_for(store_uri, monkeypatch):
 
 
 def line_event(line, event_id="1", type_="movierec.stream.line.v1", source="test"):
-    return CloudEvent({"type": type_, "source": source, "id": event_id, "datacontenttype": "text/plain"}, line)
+    data = line.encode() if isinstance(line, str) else line
+    return CloudEvent({"type": type_, "source": source, "id": event_id, "datacontenttype": "text/plain"}, data)
 
 
 def stored_rows(store, kind):
@@ -103,3 +104,30 @@ def test_store_down_is_503_and_recovers(s3_uri, monkeypatch):
     down = client_for(s3_uri, monkeypatch)
     assert down.post("/", headers=headers, data=body).status_code == 503
     assert client.post("/", headers=headers, data=body).status_code == 200
+
+
+def test_batch_items_with_base64_data_and_an_empty_line(store_uri, monkeypatch):
+    import base64
+
+    client = client_for(store_uri, monkeypatch)
+    base = {"specversion": "1.0", "type": "dev.knative.kafka.event", "source": "/kafka/movielog1"}
+    batch = [base | {"id": "partition:0/offset:1", "data_base64": base64.b64encode(LINE.encode()).decode()},
+             base | {"id": "partition:0/offset:2", "data": ""}]
+    answer = client.post("/", data=json.dumps(batch), headers={"Content-Type": "application/cloudevents-batch+json"})
+    assert answer.status_code == 200
+    store = open_store(store_uri)
+    assert [r["event_id"] for r in stored_rows(store, "rate")] == ["partition:0/offset:1"]
+    assert [(r["event_id"], r["reason"]) for r in stored_rows(store, "quarantine")] == [("partition:0/offset:2", "empty")]
+    bad = [base | {"id": "x", "data_base64": "***"}]
+    answer = client.post("/", data=json.dumps(bad), headers={"Content-Type": "application/cloudevents-batch+json"})
+    assert answer.status_code == 400 and "base64" in answer.get_json()["error"]
+
+
+def test_sdk_json_encoded_text_is_unwrapped(store_uri, monkeypatch):
+    """The Python SDK sends `str` data JSON-encoded even as text/plain; the line inside is what counts."""
+    client = client_for(store_uri, monkeypatch)
+    event = CloudEvent({"type": "movierec.stream.line.v1", "source": "sdk", "id": "1", "datacontenttype": "text/plain"}, LINE)
+    headers, body = to_binary(event)
+    assert body.startswith(b'"')
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    assert len(stored_rows(open_store(store_uri), "rate")) == 1

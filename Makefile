@@ -17,7 +17,9 @@ demo: $(STAMP)
 	$(BIN)/movierec demo $(ARGS)
 
 # The tests start what they need themselves: SeaweedFS (S3) on loopback, function processes.
+# The offline deployment checkers (checkov, kubernetes-validate, hadolint, actionlint, ...) go to .tools/.
 test: $(STAMP)
+	bash scripts/install-deploy-tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1.7
+# movierec precompute: scores one user partition per CloudEvent with the PyTorch model. Also carries the batch CLI steps (movierec snapshot|train|precompute|publish).
+# Build from the repository root (the ignore file beside this one keeps the context
+# to what the image needs):
+#   docker build -f docker/precompute.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
+#     --build-arg MODEL_VERSION=<model version> -t movierec-precompute .
+# Expected size: about 1.4 GB unpacked: recommend's ~450 MB + CPU torch ~750 MB + scipy, sympy, networkx.
+# One pinned slim base for both stages, so the venv's python links stay valid.
+FROM python:3.11.13-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# The CPU wheel first, from PyTorch's CPU index: PyPI's Linux wheel of the same
+# version pulls several GB of CUDA libraries. "+cpu" ranks above the plain version,
+# so the extra PyPI index only serves torch's own dependencies.
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY src/ src/
+COPY pipelines/ pipelines/
+# The project itself, not a registry package: its dependency ranges live in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[precompute,pipelines]"
+
+FROM python:3.11.13-slim-bookworm
+ARG GIT_COMMIT=unknown
+ARG MODEL_VERSION=unknown
+LABEL org.opencontainers.image.title="movierec-precompute" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      io.movierec.model-version="${MODEL_VERSION}"
+# functions-framework reads PORT (Knative sets it; 8080 otherwise).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080 \
+    HOME=/tmp \
+    MOVIEREC_GIT_COMMIT=${GIT_COMMIT}
+RUN groupadd --system --gid 10001 movierec \
+    && useradd --system --uid 10001 --gid movierec --no-create-home --home-dir /tmp movierec
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY functions/precompute/ functions/precompute/
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+CMD ["functions-framework", "--source", "functions/precompute/main.py", "--target", "precompute"]

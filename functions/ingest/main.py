@@ -13,7 +13,11 @@ from movierec.ingest import Ingestor
 from movierec.store import open_store
 
 SETTINGS = Settings.from_env()
-INGESTOR = Ingestor(open_store(SETTINGS.store))
+INGESTOR = Ingestor(
+    open_store(SETTINGS.store),
+    max_events=SETTINGS.ingest_max_events,
+    max_delay=SETTINGS.ingest_max_delay_ms / 1000,
+)
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 

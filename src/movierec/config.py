@@ -18,6 +18,8 @@ class Settings:
     top_k: int = 20
     reload_seconds: float = 5.0
     port: int = 8080
+    ingest_max_events: int = 5000  # group commit: flush once this many events wait...
+    ingest_max_delay_ms: float = 2.0  # ...or this long after the first one arrived
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -29,9 +31,13 @@ class Settings:
                 top_k=int(env.get("MOVIEREC_TOP_K", cls.top_k)),
                 reload_seconds=float(env.get("MOVIEREC_RELOAD_SECONDS", cls.reload_seconds)),
                 port=int(env.get("PORT", cls.port)),
+                ingest_max_events=int(env.get("MOVIEREC_INGEST_MAX_EVENTS", cls.ingest_max_events)),
+                ingest_max_delay_ms=float(env.get("MOVIEREC_INGEST_MAX_DELAY_MS", cls.ingest_max_delay_ms)),
             )
         except ValueError as exc:
             raise ConfigError(f"bad MOVIEREC_* setting: {exc}") from exc
-        if settings.partitions < 1 or settings.top_k < 1 or settings.reload_seconds <= 0:
-            raise ConfigError("MOVIEREC_PARTITIONS, MOVIEREC_TOP_K and MOVIEREC_RELOAD_SECONDS must be positive")
+        if min(settings.partitions, settings.top_k, settings.ingest_max_events) < 1 or settings.reload_seconds <= 0:
+            raise ConfigError("MOVIEREC_PARTITIONS, _TOP_K, _RELOAD_SECONDS and _INGEST_MAX_EVENTS must be positive")
+        if settings.ingest_max_delay_ms < 0:
+            raise ConfigError("MOVIEREC_INGEST_MAX_DELAY_MS must not be negative")
         return settings

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0, 2.5)
 
@@ -13,7 +15,8 @@ RECOMMEND_ANSWERS = Counter(
     "movierec_recommend_answers_total", "Answers by status, source and variant", ["status", "source", "variant"]
 )
 RECOMMEND_RUN_AGE = Gauge(
-    "movierec_recommend_published_run_age_seconds", "Age of the published run being served"
+    "movierec_recommend_published_run_age_seconds", "Age of the published run being served",
+    multiprocess_mode="max",
 )
 RECOMMEND_RELOADS = Counter(
     "movierec_recommend_reloads_total", "Loads of a new recs/CURRENT", ["outcome"]
@@ -43,4 +46,10 @@ PRECOMPUTE_PARTITIONS = Counter(
 
 
 def exposition() -> tuple[bytes, dict[str, str]]:
+    """The metrics page. With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (an empty,
+    writable directory) so that every worker's numbers are summed, not one worker's shown."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), {"Content-Type": CONTENT_TYPE_LATEST}
     return generate_latest(), {"Content-Type": CONTENT_TYPE_LATEST}

@@ -9,7 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import requests
 from cloudevents.conversion import to_binary
 
@@ -45,17 +44,17 @@ def test_sigkill_under_load_loses_nothing_acknowledged(s3_uri):
     acked: set[tuple[str, str]] = set()
     lock = threading.Lock()
     counter = iter(range(10**9))
-    for round_ in range(6):
+    for _ in range(6):
         ingest = FunctionProcess("ingest", store=s3_uri).start()
         stop = threading.Event()
 
-        def client():
+        def client(url=ingest.url, stop=stop):
             session = requests.Session()
             while not stop.is_set():
                 n = next(counter)
                 headers, body = to_binary(line_event("sigkill", str(n), lines[n % len(lines)]))
                 try:
-                    answer = session.post(ingest.url, data=body, headers=headers, timeout=10)
+                    answer = session.post(url, data=body, headers=headers, timeout=10)
                 except requests.RequestException:
                     continue
                 if answer.status_code == 200:

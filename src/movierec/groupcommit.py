@@ -9,7 +9,6 @@ requests is what lets a single instance keep up with the stream.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -17,9 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from movierec.errors import StoreUnavailable
-
-_log = logging.getLogger(__name__)
-
 
 class GroupCommitter:
     def __init__(

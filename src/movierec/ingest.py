@@ -111,11 +111,13 @@ def store_events(store: Store, events: list[Event]) -> None:
     started = time.perf_counter()
     try:
         write_events(store, events)
-    except StoreUnavailable:
+    except StoreUnavailable as exc:
         metrics.INGEST_STORE_ERRORS.inc()
+        _log.warning("store write of %d events failed, answering 503: %s", len(events), exc)
         raise
     except OSError as exc:  # a full or read-only disk is as retryable as S3 being down
         metrics.INGEST_STORE_ERRORS.inc()
+        _log.warning("store write of %d events failed, answering 503: %s", len(events), exc)
         raise StoreUnavailable(f"store write failed: {exc}") from exc
     metrics.INGEST_WRITE_SECONDS.observe(time.perf_counter() - started)
     metrics.INGEST_BATCH_EVENTS.observe(len(events))

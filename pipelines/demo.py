@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
-
 import requests
 from rich.console import Console
 
@@ -16,9 +14,9 @@ from pipelines.pipeline import run_loop
 def _data(args, console: Console):
     """(lines, total, source) for the demo: MovieLens when given, else the built-in synthetic stream."""
     if args.movielens:
-        from movierec.movielens import load_ratings, stream_lines
+        from movierec.movielens import load_ratings, resolve, stream_lines
 
-        path = Path(args.movielens)
+        path = resolve(args.movielens)
         total = len(load_ratings(path)[0])
         console.print(f"[bold]data[/] MovieLens ratings from {path} ({total:,} lines)")
         return stream_lines(path), total, f"movierec/movielens/{path.name}"

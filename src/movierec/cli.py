@@ -50,9 +50,10 @@ def cmd_replay(args) -> int:
 def _lines(args):
     """The lines to replay and the CloudEvent source naming them."""
     if getattr(args, "movielens", None):
-        from movierec.movielens import stream_lines
+        from movierec.movielens import resolve, stream_lines
 
-        return stream_lines(Path(args.movielens)), f"movierec/movielens/{Path(args.movielens).name}"
+        folder = resolve(args.movielens)
+        return stream_lines(folder), f"movierec/movielens/{folder.name}"
     if getattr(args, "files", None):
         def read():
             for path in args.files:
@@ -165,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the whole loop on this machine, then serve recommend on :8082")
-    p.add_argument("--movielens", metavar="PATH", help="a MovieLens folder (ml-100k or ml-latest-small) instead of the synthetic stream")
+    p.add_argument("--movielens", metavar="PATH|NAME",
+                   help="MovieLens instead of the synthetic stream: a folder (ml-100k or ml-latest-small), or the "
+                        "name ml-latest-small / ml-100k to download it, checksum-verified, into ~/.cache/movierec")
     p.add_argument("--users", type=int, default=1000, help="synthetic users (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="popularity", help="model kind to train (default %(default)s)")
@@ -181,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="post stream lines to ingest as CloudEvents")
     p.add_argument("files", nargs="*", help="stream files (default: the synthetic stream)")
-    p.add_argument("--movielens", metavar="PATH", help="MovieLens ratings turned into stream lines")
+    p.add_argument("--movielens", metavar="PATH|NAME", help="MovieLens ratings turned into stream lines (a folder, or ml-latest-small / ml-100k to download)")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="ingest URL (default %(default)s)")
     p.add_argument("--rate", type=float, help="lines per second (default: as fast as possible)")
     p.add_argument("--concurrency", type=int, default=4)

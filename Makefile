@@ -17,9 +17,11 @@ demo: $(STAMP)
 	$(BIN)/movierec demo $(ARGS)
 
 # The tests start what they need themselves: SeaweedFS (S3) on loopback, function processes.
-# The offline deployment checkers (checkov, kubernetes-validate, hadolint, actionlint, ...) go to .tools/.
+# The offline deployment checkers (checkov, kubernetes-validate, hadolint, actionlint, ...) go to .tools/;
+# Prometheus and promtool come from Debian's package.
 test: $(STAMP)
 	bash scripts/install-deploy-tools.sh
+	bash scripts/install-monitoring-tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

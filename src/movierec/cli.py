@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
     p.set_defaults(func=cmd_rollback)
 
+    from movierec.experiments.command import register as register_experiments
+
+    register_experiments(sub)
     try:
         from movierec.evaluation.command import register
     except ImportError:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+)
+
+PROCESS_COLLECTORS: list = []  # custom collectors, also exported in multiprocess mode
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0, 2.5)
 
@@ -51,5 +55,7 @@ def exposition() -> tuple[bytes, dict[str, str]]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in PROCESS_COLLECTORS:  # read by this process, not shared through the directory
+            registry.register(collector)
         return generate_latest(registry), {"Content-Type": CONTENT_TYPE_LATEST}
     return generate_latest(), {"Content-Type": CONTENT_TYPE_LATEST}

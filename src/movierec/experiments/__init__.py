@@ -1,0 +1,1 @@
+"""Online evaluation, A/B reports and the closed-loop simulation: learning from what was served."""

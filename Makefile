@@ -24,5 +24,11 @@ test: $(STAMP)
 	bash scripts/install-monitoring-tools.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest_bench.py
+	$(BIN)/python benchmarks/precompute_scale.py
+	$(BIN)/python benchmarks/recommend_load.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

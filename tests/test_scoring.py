@@ -6,7 +6,7 @@ import numpy as np
 
 from movierec.models.base import Interactions
 from movierec.partitioning import ab_bucket, partition_of, partitions_of, splitmix64
-from movierec.scoring import SeenIndex, top_k
+from movierec.scoring import SeenIndex, top_k, top_k_unseen
 
 
 def test_top_k_matches_a_full_sort():
@@ -27,7 +27,7 @@ def test_seen_movies_are_masked():
         user_idx=np.array([0, 0, 1], np.int32), movie_idx=np.array([2, 0, 1], np.int32),
         watch_minutes=np.ones(3, np.float32), rating=np.full(3, np.nan, np.float32), last_time=np.zeros(3, np.int64),
     )
-    seen = SeenIndex(data)
+    seen = SeenIndex.from_interactions(data)
     assert seen.of(0).tolist() == [0, 2]
     scores = np.ones((2, 3), np.float32)
     seen.mask(scores, np.array([1, 0]))
@@ -58,3 +58,61 @@ def test_ab_bucket_is_uniform_and_independent_of_partitions():
     assert abs((buckets < 0.5).mean() - 0.5) < 0.02
     in_partition_0 = partitions_of(np.arange(20_000), 2) == 0
     assert abs((buckets[in_partition_0] < 0.5).mean() - 0.5) < 0.03
+
+
+def _random_seen(rng, n_users, n_movies, per_user):
+    user_idx = np.repeat(np.arange(n_users), per_user).astype(np.int32)
+    movie_idx = np.concatenate([rng.choice(n_movies, per_user, replace=False) for _ in range(n_users)]).astype(np.int32)
+    nnz = len(user_idx)
+    return Interactions(
+        user_ids=np.arange(n_users) * 7, movie_ids=np.array([f"m{i}" for i in range(n_movies)]),
+        user_idx=user_idx, movie_idx=movie_idx, watch_minutes=np.ones(nnz, np.float32),
+        rating=np.full(nnz, np.nan, np.float32), last_time=np.zeros(nnz, np.int64),
+    )
+
+
+def test_torch_top_k_unseen_matches_the_numpy_reference():
+    rng = np.random.default_rng(1)
+    seen = SeenIndex.from_interactions(_random_seen(rng, 64, 500, 40))
+    users = rng.permutation(64)[:50]
+    scores = rng.normal(size=(50, 500)).astype(np.float32)
+    reference = scores.copy()
+    seen.mask(reference, users)
+    got = top_k_unseen(scores.copy(), seen, users, 20)
+    assert np.array_equal(got, top_k(reference, 20))
+    for row, user in enumerate(users):
+        assert not set(got[row]) & set(seen.of(user).tolist())
+
+
+def test_torch_top_k_unseen_pads_when_too_few_movies_are_unseen():
+    rng = np.random.default_rng(2)
+    seen = SeenIndex.from_interactions(_random_seen(rng, 3, 25, 10))
+    got = top_k_unseen(rng.normal(size=(3, 25)).astype(np.float32), seen, np.arange(3), 20)
+    assert ((got >= 0).sum(axis=1) == 15).all() and (got[:, 15:] == -1).all()
+
+
+def test_seen_index_from_the_snapshot_matches_the_one_from_interactions(local_store):
+    from movierec.precompute import load_seen_index
+    from movierec.snapshots import load_snapshot
+    from tests.conftest import build_published, small_world_lines
+
+    built = build_published(local_store.uri, small_world_lines(), partitions=2)
+    data = load_snapshot(local_store, built["snapshot"]["id"]).interactions()
+    fast = load_seen_index(local_store, built["snapshot"]["id"], data.user_ids, data.movie_ids)
+    slow = SeenIndex.from_interactions(data)
+    assert np.array_equal(fast.indptr, slow.indptr)
+    for user in range(data.n_users):
+        assert sorted(fast.of(user).tolist()) == slow.of(user).tolist()
+
+
+def test_shards_read_back_in_the_shard_schema_with_their_padding_dropped():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from movierec.precompute import encode_shard
+    from movierec.recs import SHARD_SCHEMA
+
+    best = np.array([[2, 0, -1], [1, -1, -1]])
+    table = pq.read_table(pa.BufferReader(encode_shard(np.array([5, 9]), best, np.array(["a", "b", "c"]))))
+    assert table.schema.equals(SHARD_SCHEMA)
+    assert table.to_pylist() == [{"user_id": 5, "movies": ["c", "a"]}, {"user_id": 9, "movies": ["b"]}]

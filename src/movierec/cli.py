@@ -115,21 +115,25 @@ def cmd_models(args) -> int:
 
 def cmd_precompute(args) -> int:
     from movierec.models.registry import latest_version
-    from pipelines.fanout import run_local, run_remote, start_run
+    from pipelines.fanout import run_local, run_remote, run_workers, start_run
 
     store = _store(args)
     settings = Settings.from_env()
     run = start_run(store, args.model or latest_version(store),
                     partitions=args.partitions or settings.partitions, top_k=settings.top_k)
     console.print(f"run {run.run_id}: model {run.model_version}, {run.partitions} partitions")
+    done = lambda p: console.print(f"  partition {p} done")  # noqa: E731
+    options = {"partition_timeout": args.timeout, "max_sends": args.max_sends, "on_done": done}
     if args.local:
-        run_local(store, run, on_done=lambda p: console.print(f"  partition {p} done"))
+        run_local(store, run, on_done=done)
+    elif args.workers:
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        run_workers(store, run, workers=args.workers, threads_per_worker=threads, **options)
     else:
         sink = args.sink or os.environ.get("K_SINK")
         if not sink:
-            raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --local")
-        run_remote(store, run, sink, concurrency=args.concurrency, timeout=args.timeout,
-                   on_done=lambda p: console.print(f"  partition {p} done"))
+            raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --workers N or --local")
+        run_remote(store, run, sink, concurrency=args.concurrency, **options)
     print(run.run_id)
     return 0
 
@@ -213,9 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model version (default: the latest)")
     p.add_argument("--partitions", type=int, help="partition count (default $MOVIEREC_PARTITIONS or 8)")
     p.add_argument("--local", action="store_true", help="run the partitions in this process")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="start N local precompute processes and send them the events over HTTP")
     p.add_argument("--sink", help="where events go (default $K_SINK)")
-    p.add_argument("--concurrency", type=int, default=4, help="events in flight")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every shard")
+    p.add_argument("--concurrency", type=int, default=4, help="events in flight to the sink (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds after which an unfinished partition is sent again (default %(default)s)")
+    p.add_argument("--max-sends", type=int, default=3, help="sends per partition before giving up (default %(default)s)")
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("publish", help="validate a run and make it the served one (two runs: an A/B split)")
@@ -226,15 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
     p.set_defaults(func=cmd_rollback)
 
-    from movierec.experiments.command import register as register_experiments
-
-    register_experiments(sub)
     try:
         from movierec.evaluation.command import register
     except ImportError:
         pass
     else:
         register(sub)
+    from movierec.experiments.command import register as register_experiments
+
+    register_experiments(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import threading
@@ -9,21 +10,57 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import from_http
 
+from movierec.errors import BadInput, InvalidRun
 from movierec.models.registry import LoadedModel, load_model
 from movierec.partitioning import partitions_of
-from movierec.errors import BadInput
-from movierec.recs import SHARD_SCHEMA, shard_key
-from movierec.scoring import SeenIndex, top_k
-from movierec.snapshots import load_snapshot
+from movierec.recs import shard_key
+from movierec.scoring import SeenIndex, movie_dtype, top_k_unseen
+from movierec.snapshots import interactions_key, load_manifest
 from movierec.store import Store
 
 _log = logging.getLogger(__name__)
-BATCH_USERS = 2048
+# 1024 users x 27,000 movies is a 110 MB float32 batch: large enough for an efficient
+# matrix product, small enough that a worker's peak memory stays well under 1 GB.
+BATCH_USERS = 1024
 REQUEST_TYPE = "movierec.precompute.requested.v1"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
+
+
+def load_seen_index(store: Store, snapshot_id: str, user_ids: np.ndarray, movie_ids: np.ndarray) -> SeenIndex:
+    """Seen movies per model user, read straight from the snapshot's parquet.
+
+    At course scale the snapshot holds ~100 M rows: movie slugs are read as
+    parquet dictionary codes and mapped once per row group, never turned into
+    100 M Python strings; movie codes are kept as 2 bytes each.
+    """
+    load_manifest(store, snapshot_id)  # only complete snapshots
+    parquet = pq.ParquetFile(pa.BufferReader(store.get(interactions_key(snapshot_id))),
+                             read_dictionary=["movie_id"])
+    vocabulary = pa.array(np.asarray(movie_ids, dtype=str))
+    dtype = movie_dtype(len(movie_ids))
+    user_parts, movie_parts = [], []
+    # Streamed in batches: only 4-byte user indices and 2-byte movie codes stay in memory.
+    for batch in parquet.iter_batches(batch_size=1 << 20, columns=["user_id", "movie_id"]):
+        mapping = pc.index_in(batch["movie_id"].dictionary, value_set=vocabulary)
+        users = batch["user_id"].to_numpy()
+        user_idx = np.searchsorted(user_ids, users)
+        if mapping.null_count or (len(users) and (
+                user_idx.max() >= len(user_ids) or not np.array_equal(user_ids[user_idx], users))):
+            raise InvalidRun(f"snapshot {snapshot_id} has users or movies that model does not know")
+        movie_parts.append(mapping.to_numpy()[batch["movie_id"].indices.to_numpy()].astype(dtype))
+        user_parts.append(user_idx.astype(np.int32))
+    movies = np.concatenate(movie_parts) if movie_parts else np.empty(0, dtype)
+    user_idx = np.concatenate(user_parts) if user_parts else np.empty(0, np.int32)
+    if len(user_idx) > 1 and np.any(user_idx[1:] < user_idx[:-1]):  # snapshots are sorted; be safe if not
+        order = np.argsort(user_idx, kind="stable")
+        user_idx, movies = user_idx[order], movies[order]
+    counts = np.bincount(user_idx, minlength=len(user_ids))
+    return SeenIndex(np.concatenate([[0], np.cumsum(counts)]), movies)
 
 
 @dataclass(frozen=True)
@@ -43,30 +80,43 @@ class ContextCache:
         key = (store.uri, model_version)
         with self._lock:
             if key not in self._cache:
+                self._cache = {}  # keep one: a worker's memory stays bounded across model versions
                 model = load_model(store, model_version)
-                data = load_snapshot(store, model.card["snapshot_id"]).interactions()
-                if not np.array_equal(data.user_ids, model.user_ids) or len(data.movie_ids) != len(model.movie_ids):
-                    raise ValueError(f"model {model_version} does not match its snapshot's id maps")
-                self._cache = {key: ScoringContext(model, SeenIndex(data))}  # keep one: bounded memory
+                seen = load_seen_index(store, model.card["snapshot_id"], model.user_ids, model.movie_ids)
+                self._cache = {key: ScoringContext(model, seen)}
             return self._cache[key]
 
 
 CONTEXTS = ContextCache()
 
 
-def score_partition(ctx: ScoringContext, partition: int, partitions: int, k: int) -> pa.Table:
-    """The shard table for one partition: each of its users with their top-k unseen movies."""
+def score_partition(ctx: ScoringContext, partition: int, partitions: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids ascending, int64 [users, k] best movie indices, -1 padded) for one partition."""
     user_ids = ctx.model.user_ids
     users = np.flatnonzero(partitions_of(user_ids, partitions) == partition)
-    movie_ids = ctx.model.movie_ids
-    rows: list[list[str]] = []
+    best = np.empty((len(users), k), dtype=np.int64)
     for start in range(0, len(users), BATCH_USERS):
         batch = users[start : start + BATCH_USERS]
-        scores = np.asarray(ctx.model.model.score(batch), dtype=np.float32)
-        ctx.seen.mask(scores, batch)
-        for best in top_k(scores, k):
-            rows.append([str(m) for m in movie_ids[best[best >= 0]]])
-    return pa.table({"user_id": pa.array(user_ids[users], pa.int64()), "movies": rows}, schema=SHARD_SCHEMA)
+        best[start : start + len(batch)] = top_k_unseen(ctx.model.model.score(batch), ctx.seen, batch, k)
+    return user_ids[users], best
+
+
+def encode_shard(user_ids: np.ndarray, best: np.ndarray, movie_ids: np.ndarray) -> bytes:
+    """The shard's parquet bytes (SHARD_SCHEMA when read back).
+
+    Movies go in as dictionary codes over the catalogue and are written as
+    parquet's dictionary encoding directly: no 20 M slugs are materialised, and
+    without the stored Arrow schema they read back as plain strings.
+    """
+    valid = best >= 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))]).astype(np.int32)
+    vocabulary = pa.array(np.asarray(movie_ids, dtype=str))
+    codes = pa.DictionaryArray.from_arrays(pa.array(best[valid].astype(np.int32)), vocabulary)
+    table = pa.table({"user_id": pa.array(user_ids, pa.int64()),
+                      "movies": pa.ListArray.from_arrays(pa.array(offsets), codes)})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", store_schema=False)
+    return sink.getvalue()
 
 
 def precompute_partition(
@@ -76,10 +126,10 @@ def precompute_partition(
     if not 0 <= partition < partitions:
         raise BadInput(f"partition {partition} outside 0..{partitions - 1}")
     ctx = CONTEXTS.get(store, model_version)
-    table = score_partition(ctx, partition, partitions, top_k)
+    user_ids, best = score_partition(ctx, partition, partitions, top_k)
     key = shard_key(run_id, partition, partitions)
-    store.put_parquet(key, table)
-    _log.info("wrote %s (%d users)", key, table.num_rows)
+    store.put(key, encode_shard(user_ids, best, ctx.model.movie_ids))
+    _log.info("wrote %s (%d users)", key, len(user_ids))
     return key
 
 

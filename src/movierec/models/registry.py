@@ -30,6 +30,7 @@ POPULAR_SIZE = 200
 KINDS = {
     "popularity": "movierec.models.popularity:PopularityModel",
     "neural": "movierec.models.neural:NeuralModel",
+    "factors": "movierec.models.factors:FactorModel",
     "random": "movierec.models.weak:RandomModel",  # deliberately weak: the A/B control of `simulate`
 }
 

@@ -1,0 +1,307 @@
+"""recommend at the limit of its framework: (a) recommend with 1 M users published, (b) a trivial
+functions-framework handler under the same server settings, (c) nginx serving a static file.
+
+    .venv/bin/python benchmarks/recommend_load.py
+
+Installs wrk and nginx with apt-get when missing. Uses the 1 M-user store of
+benchmarks/precompute_scale.py when it has a published run, else publishes a
+synthetic run of the same shape. Prints tables and writes
+benchmarks/results/recommend-<date>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from movierec.processes import free_port  # noqa: E402
+from movierec.recs import current_variants, load_run, read_current  # noqa: E402
+from movierec.serving import VariantIndex  # noqa: E402
+from movierec.store import LocalStore  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+CONNECTIONS = (1, 16, 64)
+CONFIGS = {  # name: (env, extra functions-framework args)
+    "default (1 worker x 8 threads)": ({}, []),
+    "WORKERS=2 THREADS=4": ({"WORKERS": "2", "THREADS": "4"}, []),
+    "--asgi, 1 worker": ({"WORKERS": "1"}, ["--asgi"]),
+    "--asgi, WORKERS=2": ({"WORKERS": "2"}, ["--asgi"]),
+    "--asgi, WORKERS=2, uvloop+httptools": ({"WORKERS": "2", "PYTHONPATH": "UVLOOP"}, ["--asgi"]),
+}
+UVLOOP = Path(tempfile.gettempdir()) / "movierec-bench" / "uvloop"  # uvicorn picks them up when importable
+LUA = """
+local ids = {%s}
+request = function() return wrk.format("GET", "%s" .. ids[math.random(#ids)]) end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("JSON {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"non2xx\\": %%d, \\"socket_errors\\": %%d, \\"p50_us\\": %%d, \\"p99_us\\": %%d}\\n",
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def ensure_tools() -> None:
+    if not (UVLOOP / "uvloop").is_dir():  # kept out of the project's venv: one config tries them
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(UVLOOP), "uvloop", "httptools"],
+                       check=True)
+    if shutil.which("wrk") and shutil.which("nginx"):
+        return
+    lock = ["-o", "DPkg::Lock::Timeout=600"]  # other jobs on the machine may hold the apt lock
+    subprocess.run(["apt-get", *lock, "update", "-qq"], check=True)
+    subprocess.run(["apt-get", *lock, "install", "-y", "-qq", "wrk", "nginx"], check=True,
+                   env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
+
+
+def ensure_published(root: Path, users: int) -> tuple[LocalStore, VariantIndex]:
+    """The store's published run; a synthetic run of `users` users when nothing is published."""
+    store = LocalStore(root)
+    if not store.exists("recs/CURRENT"):
+        from benchmarks.precompute_world import build_world, movie_slugs
+        from movierec.precompute import encode_shard
+        from movierec.partitioning import partitions_of
+        from movierec.recs import shard_key
+        from pipelines.fanout import start_run
+        from pipelines.publish import publish
+
+        store, version = build_world(root, users=users)
+        run = start_run(store, version, partitions=8, top_k=20)
+        user_ids = store.get_parquet(f"models/{version}/users.parquet")["user_id"].to_numpy()
+        movies = np.sort(movie_slugs(27_000))
+        rng = np.random.default_rng(0)
+        for p in range(8):
+            mine = user_ids[partitions_of(user_ids, 8) == p]
+            best = np.argsort(rng.random((len(mine), 27_000), dtype=np.float32)[:, :200], axis=1)[:, :20]
+            store.put(shard_key(run.run_id, p, 8), encode_shard(mine, best, movies))
+        publish(store, [run.run_id], validate=False)
+    index = VariantIndex.open(store, current_variants(read_current(store))[0]).load_all()
+    return store, index
+
+
+class Server:
+    def __init__(self, command: list[str], env: dict[str, str], url: str):
+        self.command, self.env, self.url = command, env, url
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Server:
+        self.started = time.perf_counter()
+        self.log = tempfile.NamedTemporaryFile(prefix="movierec-bench-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        return self
+
+    def wait(self, path: str, check=lambda r: r.status_code == 200, timeout: float = 60) -> float:
+        """Seconds from process start until GET path passes `check`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command} exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if check(requests.get(self.url + path, timeout=5)):
+                    return time.perf_counter() - self.started
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.command} did not answer {path} within {timeout} s; see {self.log.name}")
+
+    def peak_rss_mb(self) -> list[float]:
+        peaks, todo = [], [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                peaks.append(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except FileNotFoundError:
+                pass
+        return peaks
+
+    def __exit__(self, *exc) -> None:
+        os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+
+def function_server(source: Path, target: str, store: Path, env: dict, args: list[str]) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
+               "--host", "127.0.0.1", "--port", str(port), *args]
+    env = env | {"PYTHONPATH": str(UVLOOP)} if env.get("PYTHONPATH") == "UVLOOP" else env
+    return Server(command, os.environ | env | {"MOVIEREC_STORE": str(store)}, f"http://127.0.0.1:{port}")
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
+    command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-s", str(script),
+               "-d", f"{seconds}s", url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
+    return {"connections": connections, "rps": stats["requests"] / (stats["duration_us"] / 1e6),
+            "p50_ms": stats["p50_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
+            "non2xx": stats["non2xx"], "socket_errors": stats["socket_errors"]}
+
+
+def median_row(runs: list[dict]) -> dict:
+    row = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+    return row | {"connections": runs[0]["connections"], "runs": len(runs),
+                  "non2xx": sum(r["non2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs)}
+
+
+def interleaved(servers: list[tuple[Server, Path]], seconds: int, repeats: int) -> list[list[dict]]:
+    """Rows for each server at 1/16/64 connections; runs alternate between servers so that
+    the other jobs on a shared machine disturb every row alike. Medians of `repeats` runs."""
+    for server, script in servers:
+        wrk(server.url, script, 16, 1)  # warm-up
+    rows: list[list[dict]] = [[] for _ in servers]
+    for connections in CONNECTIONS:
+        runs: list[list[dict]] = [[] for _ in servers]
+        for _ in range(repeats):
+            for i, (server, script) in enumerate(servers):
+                runs[i].append(wrk(server.url, script, connections, seconds))
+        for i in range(len(servers)):
+            rows[i].append(median_row(runs[i]))
+    return rows
+
+
+def nginx(workdir: Path, body: str) -> Server:
+    (workdir / "www").mkdir(exist_ok=True)
+    (workdir / "www" / "recommend.txt").write_text(body)
+    port = free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+worker_processes auto; pid {workdir}/nginx.pid; error_log {workdir}/nginx.err; daemon off; user root;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {workdir}; proxy_temp_path {workdir};
+  fastcgi_temp_path {workdir}; uwsgi_temp_path {workdir}; scgi_temp_path {workdir};
+  server {{ listen 127.0.0.1:{port}; root {workdir}/www; }} }}
+""")
+    return Server(["nginx", "-c", str(conf), "-p", str(workdir)], dict(os.environ), f"http://127.0.0.1:{port}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default="/tmp/movierec-bench/world-1000000")
+    parser.add_argument("--users", type=int, default=1_000_000, help="users when the store must be built")
+    parser.add_argument("--seconds", type=int, default=4, help="per wrk run (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="wrk runs per row, interleaved; medians reported")
+    parser.add_argument("--cold-starts", type=int, default=5)
+    args = parser.parse_args()
+    ensure_tools()
+    store_root = Path(args.store)
+    store, index = ensure_published(store_root, args.users)
+    run = load_run(store, index.run.run_id)
+    users = sum(len(index.shard(p).user_ids) for p in range(run.partitions))
+    print(f"published run {run.run_id}: {users:,} users, {run.partitions} shards")
+    rng = np.random.default_rng(1)
+    sample = rng.choice(np.concatenate([index.shard(p).user_ids for p in range(run.partitions)]), 5000)
+    ids = [str(u) for u in sample] + [str(10**12 + i) for i in range(250)]  # 5 % new users: popular fallback
+    workdir = Path(tempfile.mkdtemp(prefix="movierec-bench-"))
+    (workdir / "recommend.lua").write_text(LUA % (",".join(f'"{i}"' for i in ids), "/recommend/"))
+    (workdir / "static.lua").write_text(LUA % ('""', "/recommend.txt"))
+    recommend_src, trivial_src = REPO / "functions/recommend/main.py", REPO / "benchmarks/recommend_trivial.py"
+
+    tuning = {}
+    for name, (env, extra) in CONFIGS.items():
+        with function_server(recommend_src, "recommend", store_root, env, extra) as server_a, \
+                function_server(trivial_src, "trivial", store_root, env, extra) as server_b:
+            server_a.wait("/metrics", lambda r: 'reloads_total{outcome="loaded"} 1' in r.text, timeout=120)
+            server_b.wait("/")
+            script = workdir / "recommend.lua"
+            rows_a, rows_b = interleaved([(server_a, script), (server_b, script)], args.seconds, args.repeats)
+            rss_a = server_a.peak_rss_mb()
+        tuning[name] = {"a": rows_a, "b": rows_b, "peak_rss_mb": rss_a}
+        print(f"{name}: (a) {_rates(rows_a)} req/s; (b) {_rates(rows_b)} req/s at 1/16/64 connections", flush=True)
+    with nginx(workdir, ",".join(index.popular)) as server:
+        server.wait("/recommend.txt")
+        [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
+    best = max(tuning, key=lambda n: tuning[n]["a"][1]["rps"] + tuning[n]["a"][2]["rps"])
+
+    # Cold start under the chosen settings: process start to the first correct answer.
+    user = int(sample[0])
+    expected = ",".join(index.lookup(user))
+    env, extra = CONFIGS[best]
+    cold, full = [], []
+    for _ in range(args.cold_starts):
+        with function_server(recommend_src, "recommend", store_root, env | {"WORKERS": "1"}, extra) as server:
+            cold.append(server.wait(f"/recommend/{user}", lambda r: r.status_code == 200 and r.text == expected))
+            full.append(server.wait("/metrics", lambda r: 'reloads_total{outcome="loaded"} 1' in r.text))
+            rss_cold = server.peak_rss_mb()
+    trivial_cold = []
+    for _ in range(args.cold_starts):
+        with function_server(trivial_src, "trivial", store_root, env | {"WORKERS": "1"}, extra) as server:
+            trivial_cold.append(server.wait("/"))
+    report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _rates(rows: list[dict]) -> str:
+    return " / ".join(f"{r['rps']:,.0f}" for r in rows)
+
+
+def report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold) -> None:
+    machine = (f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    rows_a, rows_b = tuning[best]["a"], tuning[best]["b"]
+
+    def line(label, rows):
+        return f"| {label} | " + " | ".join(f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}" for r in rows) + " |"
+
+    head = ["| row | " + " | ".join(f"req/s @{c} | p50 ms | p99 ms" for c in CONNECTIONS) + " |",
+            "|---|" + "---:|" * (3 * len(CONNECTIONS))]
+    main_table = head + [line("(a) recommend, 1 M users", rows_a), line("(b) trivial handler", rows_b),
+                         line("(c) nginx static file", rows_c)]
+    ratio = ["| connections | (a)/(b) req/s | (a)/(b) p99 |", "|---:|---:|---:|"] + [
+        f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} |"
+        for ra, rb in zip(rows_a, rows_b)]
+    tune = ["| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a) p99 ms @16/64 | peak RSS MB per process |",
+            "|---|---|---|---|---|"] + [
+        f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
+        f"| {', '.join(f'{m:.0f}' for m in t['peak_rss_mb'])} |"
+        for n, t in tuning.items()]
+    errors = sum(r["non2xx"] + r["socket_errors"] for t in tuning.values() for r in t["a"])
+    text = "\n".join([
+        f"# recommend under load, {date.today()}", "",
+        f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
+        f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
+        f"(a) and (b) interleaved, ids drawn from 5,000 known users and 5 % new ones. Non-2xx or socket errors in (a): {errors}.",
+        "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
+        "## Server settings tried (same run)", "", *tune, "",
+        f"## Cold start ({best}, 1 worker, {len(cold)} starts)", "",
+        f"- process start to the first correct answer: median **{statistics.median(cold):.2f} s** "
+        f"(min {min(cold):.2f}, max {max(cold):.2f})",
+        f"- process start to every shard loaded (what loading at start would cost): median "
+        f"{statistics.median(full):.2f} s",
+        f"- trivial handler, process start to first answer: median {statistics.median(trivial_cold):.2f} s",
+        f"- peak RSS after the full load: {', '.join(f'{m:.0f}' for m in rss_cold)} MB (gunicorn arbiter, worker)", ""])
+    print("\n" + text)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"recommend-{date.today()}"
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps({
+        "date": str(date.today()), "machine": machine, "users": users, "run": run.run_id, "best": best,
+        "tuning": tuning, "nginx": rows_c, "cold_start_s": cold, "full_load_s": full,
+        "trivial_cold_start_s": trivial_cold, "peak_rss_mb_cold": rss_cold}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

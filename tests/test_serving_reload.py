@@ -1,0 +1,137 @@
+"""recommend while runs change under it: publish and rollback under load, A/B split, cold start shard by shard."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import requests
+
+from movierec.partitioning import ab_bucket, partitions_of
+from movierec.processes import FunctionProcess
+from movierec.recs import current_variants, read_current
+from movierec.serving import RecommendService, VariantIndex, partition_of_user
+from movierec.store import open_store
+from pipelines.fanout import run_local, start_run
+from pipelines.publish import publish, rollback
+from tests.conftest import build_published, small_world_lines
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A store with run A published and run B precomputed but not yet published."""
+    uri = str(tmp_path_factory.mktemp("serving") / "store")
+    built = build_published(uri, small_world_lines(users=300, movies=80), partitions=4)
+    store = open_store(uri)
+    second = start_run(store, built["model"]["version"], partitions=3, top_k=20)
+    run_local(store, second)
+    return uri, built, second
+
+
+def test_the_plain_partition_hash_agrees_with_numpy():
+    users = np.concatenate([np.arange(1000), np.random.default_rng(0).integers(0, 2**63 - 1, 1000)])
+    for n in (1, 3, 8, 64):
+        assert [partition_of_user(int(u), n) for u in users] == partitions_of(users, n).tolist()
+
+
+def test_publish_then_rollback_under_load_gives_only_200(two_runs):
+    uri, built, second = two_runs
+    store = open_store(uri)
+    first = built["run"].run_id
+    users = [1000 + i for i in range(0, 300, 7)] + [999_999]
+    answers: Counter = Counter()
+    runs_seen: list[str] = []
+    stop = threading.Event()
+
+    def load(offset: int) -> None:
+        session = requests.Session()
+        i = offset
+        while not stop.is_set():
+            reply = session.get(f"{recommend.url}/recommend/{users[i % len(users)]}", timeout=5)
+            answers[reply.status_code] += 1
+            if reply.status_code == 200 and len(reply.text.split(",")) == 20:
+                answers["20 movies"] += 1
+            runs_seen.append(reply.headers.get("X-Recs-Run"))
+            i += 1
+
+    def served(run_id: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while runs_seen[-1:] != [run_id]:
+            assert time.monotonic() < deadline, f"{run_id} not served within {timeout} s"
+            time.sleep(0.05)
+
+    with FunctionProcess("recommend", store=uri, env={"MOVIEREC_RELOAD_SECONDS": "0.2"}) as recommend:
+        threads = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            served(first)
+            publish(store, [second.run_id])
+            served(second.run_id)
+            rollback(store)
+            served(first)
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+    assert answers[200] > 100 and set(answers) == {200, "20 movies"}, answers
+    assert answers["20 movies"] == answers[200]
+    switches = [run for i, run in enumerate(runs_seen) if i == 0 or run != runs_seen[i - 1]]
+    assert switches[0] == first and second.run_id in switches and switches[-1] == first
+
+
+def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, monkeypatch):
+    from functions_framework import create_app
+
+    from tests.conftest import REPO
+
+    uri, built, second = two_runs
+    store = open_store(uri)
+    publish(store, [built["run"].run_id, second.run_id], shares=[0.3, 0.7])
+    monkeypatch.setenv("MOVIEREC_STORE", uri)
+    client = create_app("recommend", str(REPO / "functions/recommend/main.py")).test_client()
+    variants = {}
+    for user in range(1000, 1300):
+        reply = client.get(f"/recommend/{user}", headers={"Accept": "application/json"})
+        expected = ("A", built["run"].run_id) if ab_bucket(user) < 0.3 else ("B", second.run_id)
+        assert (reply.headers["X-Variant"], reply.headers["X-Recs-Run"]) == expected
+        assert reply.get_json()["variant"] == expected[0] and reply.get_json()["source"] == "personalized"
+        variants[user] = expected[0]
+    assert all(client.get(f"/recommend/{u}").headers["X-Variant"] == v for u, v in list(variants.items())[:50])
+    assert 0.2 < list(variants.values()).count("A") / len(variants) < 0.4
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'source="personalized",status="200",variant="B"' in metrics
+    rollback(store)
+
+
+def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
+    uri, built, _ = two_runs
+    store = open_store(uri)
+    variant = current_variants(read_current(store))[0]
+    index = VariantIndex.open(store, variant)
+    user = 1005
+    assert index.lookup(user) and not index.complete
+    assert sum(shard is not None for shard in index._shards) == 1
+    assert index.load_all().complete and index.lookup(user) == VariantIndex.open(store, variant).lookup(user)
+    service = RecommendService(store, reload_seconds=60)
+    assert service.reload() and service.recommend(user).source == "personalized"
+    assert all(index.complete for index in service._published.variants)
+
+
+def test_the_same_handler_answers_under_asgi(two_runs):
+    uri, built, _ = two_runs
+    rollback_to = read_current(open_store(uri))["variants"][0]["run_id"]
+    with FunctionProcess("recommend", store=uri, env={"FUNCTION_USE_ASGI": "true", "WORKERS": "2"}) as recommend:
+        text = requests.get(f"{recommend.url}/recommend/1007", timeout=10)
+        assert text.status_code == 200 and len(set(text.text.split(","))) == 20
+        assert text.headers["X-Recs-Run"] == rollback_to and text.headers["X-Variant"] == "A"
+        assert text.headers["Content-Type"].startswith("text/plain") and "server" in text.headers
+        body = requests.get(f"{recommend.url}/recommend/1007", headers={"Accept": "application/json"}, timeout=10).json()
+        assert body["movies"] == text.text.split(",") and body["source"] == "personalized"
+        bad = requests.get(f"{recommend.url}/recommend/12a", timeout=10)
+        assert bad.status_code == 400 and "user id" in bad.json()["error"]
+        assert requests.get(f"{recommend.url}/readyz", timeout=10).status_code == 200

@@ -139,12 +139,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; medians are reported")
     parser.add_argument("--snapshot-lines", type=int, default=10_000_000)
-    parser.add_argument("--workers", default="2", help="gunicorn WORKERS for ingest")
-    parser.add_argument("--threads", default="64", help="gunicorn THREADS per worker for ingest")
+    parser.add_argument("--workers", default="1", help="WORKERS (uvicorn processes) for ingest")
     args = parser.parse_args()
 
     lines = list(stream_lines(make_world(users=3000, seed=1), seed=1))[:200_000]
-    env = {"WORKERS": args.workers, "THREADS": args.threads}
+    env = {"WORKERS": args.workers}
     rows: dict[str, list[dict]] = {"single": [], "batched": []}
     limits = []
     for _ in range(args.repeats):
@@ -176,8 +175,8 @@ def main() -> None:
         f"| synthetic, 200k users × 27k movies | {args.snapshot_lines:,} | {snap['seconds']:.1f} | {snap['peak_rss_mb']:,.0f} | {snap['interactions']:,} |",
     ]
     header = (f"# Ingest benchmark, {date.today()}\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}; ingest under functions-framework with WORKERS={args.workers}, "
-              f"THREADS={args.threads}, local-directory store; {args.repeats} runs of {args.seconds} s per row, medians.\n\n")
+              f"Python {platform.python_version()}; ingest under functions-framework (async handler, uvicorn) with "
+              f"WORKERS={args.workers}, local-directory store; {args.repeats} runs of {args.seconds} s per row, medians.\n\n")
     text = header + "\n".join(table) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)

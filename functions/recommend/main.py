@@ -14,7 +14,7 @@ from movierec import metrics
 from movierec.config import Settings
 from movierec.errors import MovierecError
 from movierec.freshness import watch_store
-from movierec.http import error_answer, json_answer, probe_answer
+from movierec.http import asgi_response, error_answer, json_answer, probe_answer
 from movierec.serving import RecommendService, parse_user_id
 from movierec.store import open_store
 
@@ -30,10 +30,7 @@ watch_store(SERVICE.store)  # exports the batch steps' freshness and drift for t
 def recommend(request):
     result = answer(request)
     if hasattr(request, "scope"):  # Starlette under --asgi: it takes Response objects, not tuples
-        from starlette.responses import Response
-
-        body, status, headers = result
-        return Response(body, status, headers=headers)
+        return asgi_response(result)
     return result
 
 

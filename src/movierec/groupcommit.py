@@ -1,21 +1,27 @@
 """Group commit: concurrent requests share one durable store write.
 
-Each request hands its events to the committer and blocks until the write
+Each request hands its events to the committer and awaits the write
 holding them is durable (or has failed). A flusher thread gathers what
 arrived, waits at most `max_delay` seconds for more, or less once
 `max_events` are waiting, and writes everything in one go. One write for many
 requests is what lets a single instance keep up with the stream.
+
+Up to `writers` batches are written at once: a store write is mostly waiting
+(an fsync, an S3 PUT), and overlapping them keeps throughput from being capped
+at one batch per write latency. Each request still waits for its own batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from movierec.errors import StoreUnavailable
+
 
 class GroupCommitter:
     def __init__(
@@ -24,11 +30,13 @@ class GroupCommitter:
         *,
         max_events: int = 5000,
         max_delay: float = 0.005,
+        writers: int = 4,
         timeout: float = 30.0,
     ):
         self._write = write
         self.max_events = max_events
         self.max_delay = max_delay
+        self.writers = writers
         self.timeout = timeout
         self._cond = threading.Condition()
         self._pending: list[tuple[list, Future]] = []
@@ -42,16 +50,20 @@ class GroupCommitter:
             self._pending, self._pending_events = [], 0
             threading.Thread(target=self._flush_forever, name="group-commit", daemon=True).start()
 
-    def commit(self, items: list) -> None:
-        """Return once `items` are durable; raise what the write raised if they are not."""
+    def submit(self, items: list) -> Future:
+        """A future that is done once `items` are durable, or fails with what the write raised."""
         future: Future = Future()
         with self._cond:
             self._ensure_flusher()
             self._pending.append((items, future))
             self._pending_events += len(items)
             self._cond.notify()
+        return future
+
+    async def commit(self, items: list) -> None:
+        """Return once `items` are durable; raise what the write raised if they are not."""
         try:
-            future.result(timeout=self.timeout)
+            await asyncio.wait_for(asyncio.wrap_future(self.submit(items)), self.timeout)
         except TimeoutError:
             raise StoreUnavailable(f"write not durable within {self.timeout:.0f} s") from None
 
@@ -66,13 +78,20 @@ class GroupCommitter:
             return taken
 
     def _flush_forever(self) -> None:
-        while True:
-            taken = self._take()
-            try:
-                self._write([item for items, _ in taken for item in items])
-            except BaseException as exc:  # every waiting request learns that its events are not stored
-                for _, future in taken:
-                    future.set_exception(exc)
-            else:
-                for _, future in taken:
-                    future.set_result(None)
+        free_writers = threading.BoundedSemaphore(self.writers)
+        with ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="group-write") as pool:
+            while True:
+                free_writers.acquire()  # all writers busy: requests keep gathering into the next batch
+                pool.submit(self._write_batch, self._take(), free_writers.release)
+
+    def _write_batch(self, taken: list[tuple[list, Future]], done: Callable[[], None]) -> None:
+        try:
+            self._write([item for items, _ in taken for item in items])
+        except BaseException as exc:  # every waiting request learns that its events are not stored
+            for _, future in taken:
+                future.set_exception(exc)
+        else:
+            for _, future in taken:
+                future.set_result(None)
+        finally:
+            done()

@@ -38,3 +38,11 @@ def probe_answer(path: str, *, ready: bool) -> Response | None:
         body, headers = metrics.exposition()
         return body, 200, headers
     return None
+
+
+def asgi_response(result: Response):
+    """A (body, status, headers) answer as the Starlette response that `--asgi` serving needs."""
+    from starlette.responses import Response as StarletteResponse
+
+    body, status, headers = result
+    return StarletteResponse(body, status, headers=headers)

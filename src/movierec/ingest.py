@@ -136,8 +136,8 @@ class Ingestor:
             lambda events: store_events(store, events), max_events=max_events, max_delay=max_delay
         )
 
-    def ingest(self, headers: Mapping[str, str], body: bytes) -> int:
-        """Store every event of one request; returns how many. Returns only once they are durable."""
+    async def ingest(self, headers: Mapping[str, str], body: bytes) -> int:
+        """Store every event of one request; returns how many, once they are durable."""
         events = to_events(parse_delivery(headers, body))
-        self._committer.commit(events)
+        await self._committer.commit(events)
         return len(events)

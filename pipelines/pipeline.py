@@ -39,7 +39,7 @@ def run_loop(
     *,
     total_lines: int | None,
     source: str,
-    model_kind: str = "popularity",
+    model_kind: str = "forecast-dae",
     partitions: int = 8,
     top_k: int = 20,
     local: bool = False,

@@ -45,7 +45,7 @@ def test_loop_on_movielens_latest_small(tmp_path):
 
     lines = list(stream_lines(dataset("ml-latest-small")))
     uri = str(tmp_path / "store")
-    result = run_loop(uri, lines, total_lines=len(lines), source="e2e/ml-latest-small")
+    result = run_loop(uri, lines, total_lines=len(lines), source="e2e/ml-latest-small", model_kind="popularity")
     assert result.snapshot["counts"]["users"] == 610
     assert result.replay.lines == len(lines) == 100_836
     seen = seen_by_user(lines)

@@ -94,7 +94,12 @@ def cmd_snapshot(args) -> int:
 def cmd_train(args) -> int:
     from pipelines.train import train
 
-    card = train(_store(args), snapshot_id=args.snapshot, kind=args.model, seed=args.seed)
+    from pipelines.pipeline import progress_bar
+
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"train {args.model}", total=100)
+        card = train(_store(args), snapshot_id=args.snapshot, kind=args.model, seed=args.seed,
+                     evaluate=not args.no_evaluate, progress=lambda f: bar.update(task, completed=round(100 * f)))
     print(json.dumps(card, indent=2))
     return 0
 
@@ -175,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "name ml-latest-small / ml-100k to download it, checksum-verified, into ~/.cache/movierec")
     p.add_argument("--users", type=int, default=1000, help="synthetic users (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default="popularity", help="model kind to train (default %(default)s)")
+    p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
     p.add_argument("--port", type=int, default=8082, help="port recommend serves on (default %(default)s)")
     p.add_argument("--no-serve", action="store_true", help="print sample answers and exit instead of serving")
     p.set_defaults(func=cmd_demo)
@@ -204,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a snapshot and store it")
     p.add_argument("--snapshot", help="snapshot id (default: the latest)")
-    p.add_argument("--model", default="popularity", help="model kind (default %(default)s)")
+    p.add_argument("--model", default="forecast-dae",
+                   help="model kind: forecast-dae (the PyTorch network), popularity, ... (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-evaluate", action="store_true", help="skip the offline evaluation against baselines")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="list stored models, or show one's card")
@@ -234,14 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
     p.set_defaults(func=cmd_rollback)
 
-    try:
-        from movierec.evaluation.command import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from movierec.evaluation.command import register as register_evaluate
     from movierec.experiments.command import register as register_experiments
 
+    register_evaluate(sub)
     register_experiments(sub)
     return parser
 

@@ -28,7 +28,7 @@ class SyntheticWorld:
     movie_vectors: np.ndarray  # [n_movies, dim]
     user_vectors: np.ndarray  # [n_users, dim]
     first_user_id: int
-
+    taste_weight: float = 3.0  # how much personal taste counts against popularity when choosing
     def affinity(self, user: int, movies: np.ndarray) -> np.ndarray:
         return self.movie_vectors[movies] @ self.user_vectors[user]
 
@@ -64,9 +64,7 @@ def stream_lines(world: SyntheticWorld, *, movies_per_user: int = 20, seed: int 
         user_id = world.first_user_id + user
         count = int(np.clip(rng.lognormal(np.log(movies_per_user), 0.6), 3, n_movies // 2))
         affinity = world.movie_vectors @ world.user_vectors[user]
-        logits = log_pop + 1.5 * affinity
-        # Gumbel top-k: a sample without replacement proportional to exp(logits).
-        chosen = np.argsort(-(logits + rng.gumbel(size=n_movies)))[:count]
+        chosen = _drifting_history(world, user, count, log_pop, rng)
         when = START + timedelta(seconds=float(rng.uniform(0, 20 * 86_400)))
         yield f"{_time(when)},{user_id},GET /create_account"
         for movie in chosen:
@@ -83,6 +81,23 @@ def stream_lines(world: SyntheticWorld, *, movies_per_user: int = 20, seed: int 
                 rating = int(np.clip(np.rint(3 + 1.2 * affinity[movie] + rng.normal(0, 0.7)), 1, 5))
                 yield f"{_time(when)},{user_id},GET /rate/{slug}={rating}"
             when += timedelta(seconds=float(rng.exponential(3600)))
+
+
+def _drifting_history(world: SyntheticWorld, user: int, count: int, log_pop: np.ndarray, rng) -> list[int]:
+    """Movies in watch order, drawn without replacement while the user's taste drifts from a
+    random start to their true (current) taste: recent history says more than old history,
+    as in real streams."""
+    start = rng.normal(size=world.user_vectors.shape[1])
+    available = np.ones(len(log_pop), dtype=bool)
+    chosen = []
+    for step in range(count):
+        share = step / max(count - 1, 1)
+        taste = (1 - share) * start + share * world.user_vectors[user]
+        logits = log_pop + world.taste_weight * (world.movie_vectors @ taste) + rng.gumbel(size=len(log_pop))
+        movie = int(np.argmax(np.where(available, logits, -np.inf)))
+        available[movie] = False
+        chosen.append(movie)
+    return chosen
 
 
 def _time(when: datetime) -> str:

@@ -1,7 +1,7 @@
 """`movierec simulate`: an A/B test end to end on this machine, with users who react to what they are served.
 
 The synthetic world's users keep the taste their history was drawn from (a movie's
-broad appeal, its log-popularity, plus 1.5 x the hidden user-movie affinity). They
+broad appeal, its log-popularity, plus the world's taste weight x the hidden user-movie affinity). They
 ask the real `recommend` function for recommendations, look down the list, and start
 watching a movie with a probability that grows with that taste. Their requests and
 watches go back through the real `ingest` function as stream lines, and the online
@@ -35,12 +35,11 @@ class Reaction:
 
     bias: float = -5.0
     look: float = 0.85  # users look further down the list less and less
-    affinity_weight: float = 1.5  # as in synthetic.stream_lines
     start_minutes: float = 40.0  # mean delay from the answer to starting a movie
 
     def taste(self, world: SyntheticWorld, user: int, movies: np.ndarray) -> np.ndarray:
         appeal = np.log(world.popularity[movies] * len(world.movie_ids))  # 0 for an average movie
-        return appeal + self.affinity_weight * world.affinity(user, movies)
+        return appeal + world.taste_weight * world.affinity(user, movies)  # the taste the history came from
 
     def watch_probability(self, world: SyntheticWorld, user: int, movies: np.ndarray) -> np.ndarray:
         logits = self.bias + self.taste(world, user, movies)

@@ -29,7 +29,7 @@ POPULAR_SIZE = 200
 # kind -> "module:Class"; imported lazily so that a popularity model never needs torch.
 KINDS = {
     "popularity": "movierec.models.popularity:PopularityModel",
-    "neural": "movierec.models.neural:NeuralModel",
+    "forecast-dae": "movierec.models.neural:NeuralRecommender",
     "factors": "movierec.models.factors:FactorModel",
     "random": "movierec.models.weak:RandomModel",  # deliberately weak: the A/B control of `simulate`
 }

@@ -1,0 +1,1 @@
+"""Offline evaluation: MovieLens loading, temporal splits, metrics, peers, reports."""

@@ -139,11 +139,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; medians are reported")
     parser.add_argument("--snapshot-lines", type=int, default=10_000_000)
-    parser.add_argument("--workers", default="1", help="WORKERS (uvicorn processes) for ingest")
+    parser.add_argument("--workers", default="2", help="WORKERS (uvicorn processes) for ingest")
     args = parser.parse_args()
 
     lines = list(stream_lines(make_world(users=3000, seed=1), seed=1))[:200_000]
     env = {"WORKERS": args.workers}
+    if int(args.workers) > 1:  # as deployed: several workers sum their metrics through a directory
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prom-")
     rows: dict[str, list[dict]] = {"single": [], "batched": []}
     limits = []
     for _ in range(args.repeats):

@@ -19,7 +19,7 @@ class Settings:
     reload_seconds: float = 5.0
     port: int = 8080
     ingest_max_events: int = 5000  # group commit: flush once this many events wait...
-    ingest_max_delay_ms: float = 2.0  # ...or this long after the first one arrived
+    ingest_max_delay_ms: float = 1.0  # ...or this long after the first one arrived
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -118,13 +117,11 @@ def write_events(store: Store, events: list[Event]) -> list[str]:
     for event in events:
         day = days.get(event.received_at) or days.setdefault(event.received_at, event.day)
         groups[(event.kind, day)].append(event)
-    keys = [f"events/kind={kind}/date={day}/{batch_name(group)}.parquet" for (kind, day), group in sorted(groups.items())]
-    tables = [_table(kind, group) for (kind, _), group in sorted(groups.items())]
-    if len(keys) == 1:
-        store.put_parquet(keys[0], tables[0], only_new=True)
-    else:  # the files of one flush are written side by side: their fsyncs or PUTs overlap
-        with ThreadPoolExecutor(max_workers=len(keys)) as pool:
-            list(pool.map(lambda kt: store.put_parquet(*kt, only_new=True), zip(keys, tables)))
+    keys = []
+    for (kind, day), group in sorted(groups.items()):
+        key = f"events/kind={kind}/date={day}/{batch_name(group)}.parquet"
+        store.put_parquet(key, _table(kind, group), only_new=True)
+        keys.append(key)
     return keys
 
 

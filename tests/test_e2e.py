@@ -36,6 +36,10 @@ def test_loop_on_the_synthetic_stream_with_s3(s3_uri):
     lines = small_world_lines(users=300, movies=150)
     result = run_loop(s3_uri, lines, total_lines=len(lines), source="e2e/synthetic", partitions=4)
     assert result.users == 300
+    assert result.model["kind"] == "forecast-dae"  # the PyTorch network, scored by precompute processes
+    evaluated = result.model["metrics"]["results"]
+    assert {"model", "popularity", "recent popularity", "EASE"} <= set(evaluated)
+    assert all(0 < row["ndcg@20"] <= 1 for row in evaluated.values())
     seen = seen_by_user(lines)
     check_answers(s3_uri, seen, sorted(seen)[:100])
 

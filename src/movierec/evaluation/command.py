@@ -20,7 +20,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `evaluate` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         "evaluate", help="compare the model with tuned peers (NDCG/Recall/HR@20, coverage, RMSE/MAE)",
-        description="Per-user temporal split (last 20%% held out, validation carved the same way), "
+        description="Per-user temporal split (last 20 percent held out, validation carved the same way), "
                     "every peer tuned on validation, 5-fold RMSE/MAE; prints a table and writes JSON + PNG.",
     )
     parser.add_argument("--movielens", type=Path, action="append", default=[],

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import numpy as np
-import scipy.sparse as sp
 
 from movierec.evaluation.metrics import interaction_matrix
 from movierec.models.base import Interactions
-
-DAY = 86_400.0
+from movierec.models.popularity import PopularityModel
 
 
 class Scorer(Protocol):
@@ -32,29 +30,14 @@ class PeerSpec:
     grid: list[dict[str, Any]] = field(default_factory=lambda: [{}])
 
 
-class Popularity:
-    """Movies ranked by how many users interacted with them."""
-
-    def fit(self, data: Interactions, *, seed: int = 0) -> None:
-        self.counts = np.bincount(data.movie_idx, minlength=data.n_movies).astype(np.float32)
-
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts, (len(user_idx), len(self.counts))).copy()
+def Popularity() -> PopularityModel:  # noqa: N802 (a peer constructor, named like the others)
+    """Movies ranked by how many users interacted with them: the registry's own model."""
+    return PopularityModel()
 
 
-class RecentPopularity:
-    """Counts decayed by age relative to the newest interaction, with a half-life in days."""
-
-    def __init__(self, *, half_life_days: float) -> None:
-        self.half_life_days = half_life_days
-
-    def fit(self, data: Interactions, *, seed: int = 0) -> None:
-        age_days = (data.last_time.max() - data.last_time) / DAY
-        weights = 0.5 ** (age_days / self.half_life_days)
-        self.counts = np.bincount(data.movie_idx, weights=weights, minlength=data.n_movies).astype(np.float32)
-
-    def score(self, user_idx: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts, (len(user_idx), len(self.counts))).copy()
+def RecentPopularity(*, half_life_days: float) -> PopularityModel:  # noqa: N802
+    """Counts decayed by age relative to the newest interaction: what the popular fallback uses."""
+    return PopularityModel(half_life_days=half_life_days)
 
 
 class EASE:

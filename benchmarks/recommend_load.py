@@ -37,14 +37,13 @@ from movierec.store import LocalStore  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 CONNECTIONS = (1, 16, 64)
+# Both handlers are async (@aio.http): functions-framework serves them with uvicorn, which picks up
+# uvloop and httptools from the `recommend` extra. Earlier runs compared sync Flask and --asgi
+# settings (benchmarks/results/recommend-2026-11-29-sync.md).
 CONFIGS = {  # name: (env, extra functions-framework args)
-    "default (1 worker x 8 threads)": ({}, []),
-    "WORKERS=2 THREADS=4": ({"WORKERS": "2", "THREADS": "4"}, []),
-    "--asgi, 1 worker": ({"WORKERS": "1"}, ["--asgi"]),
-    "--asgi, WORKERS=2": ({"WORKERS": "2"}, ["--asgi"]),
-    "--asgi, WORKERS=2, uvloop+httptools": ({"WORKERS": "2", "PYTHONPATH": "UVLOOP"}, ["--asgi"]),
+    "1 worker": ({"WORKERS": "1"}, []),
+    "WORKERS=2": ({"WORKERS": "2"}, []),
 }
-UVLOOP = Path(tempfile.gettempdir()) / "movierec-bench" / "uvloop"  # uvicorn picks them up when importable
 LUA = """
 local ids = {%s}
 request = function() return wrk.format("GET", "%s" .. ids[math.random(#ids)]) end
@@ -58,9 +57,6 @@ end
 
 
 def ensure_tools() -> None:
-    if not (UVLOOP / "uvloop").is_dir():  # kept out of the project's venv: one config tries them
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(UVLOOP), "uvloop", "httptools"],
-                       check=True)
     if shutil.which("wrk") and shutil.which("nginx"):
         return
     lock = ["-o", "DPkg::Lock::Timeout=600"]  # other jobs on the machine may hold the apt lock
@@ -146,7 +142,6 @@ def function_server(source: Path, target: str, store: Path, env: dict, args: lis
     port = free_port()
     command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
                "--host", "127.0.0.1", "--port", str(port), *args]
-    env = env | {"PYTHONPATH": str(UVLOOP)} if env.get("PYTHONPATH") == "UVLOOP" else env
     return Server(command, os.environ | env | {"MOVIEREC_STORE": str(store)}, f"http://127.0.0.1:{port}")
 
 

@@ -86,6 +86,7 @@ def test_publish_then_rollback_under_load_gives_only_200(two_runs):
 
 def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, monkeypatch):
     from functions_framework import create_app
+    from starlette.testclient import TestClient
 
     from tests.conftest import REPO
 
@@ -93,17 +94,17 @@ def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, monkeypatc
     store = open_store(uri)
     publish(store, [built["run"].run_id, second.run_id], shares=[0.3, 0.7])
     monkeypatch.setenv("MOVIEREC_STORE", uri)
-    client = create_app("recommend", str(REPO / "functions/recommend/main.py")).test_client()
+    client = TestClient(create_app("recommend", str(REPO / "functions/recommend/main.py")))
     variants = {}
     for user in range(1000, 1300):
         reply = client.get(f"/recommend/{user}", headers={"Accept": "application/json"})
         expected = ("A", built["run"].run_id) if ab_bucket(user) < 0.3 else ("B", second.run_id)
         assert (reply.headers["X-Variant"], reply.headers["X-Recs-Run"]) == expected
-        assert reply.get_json()["variant"] == expected[0] and reply.get_json()["source"] == "personalized"
+        assert reply.json()["variant"] == expected[0] and reply.json()["source"] == "personalized"
         variants[user] = expected[0]
     assert all(client.get(f"/recommend/{u}").headers["X-Variant"] == v for u, v in list(variants.items())[:50])
     assert 0.2 < list(variants.values()).count("A") / len(variants) < 0.4
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics").text
     assert 'source="personalized",status="200",variant="B"' in metrics
     rollback(store)
 
@@ -122,10 +123,10 @@ def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
     assert all(index.complete for index in service._published.variants)
 
 
-def test_the_same_handler_answers_under_asgi(two_runs):
+def test_two_worker_processes_answer_over_http(two_runs):
     uri, built, _ = two_runs
     rollback_to = read_current(open_store(uri))["variants"][0]["run_id"]
-    with FunctionProcess("recommend", store=uri, env={"FUNCTION_USE_ASGI": "true", "WORKERS": "2"}) as recommend:
+    with FunctionProcess("recommend", store=uri, env={"WORKERS": "2"}) as recommend:
         text = requests.get(f"{recommend.url}/recommend/1007", timeout=10)
         assert text.status_code == 200 and len(set(text.text.split(","))) == 20
         assert text.headers["X-Recs-Run"] == rollback_to and text.headers["X-Variant"] == "A"

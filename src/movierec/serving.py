@@ -223,6 +223,12 @@ class RecommendService:
     def ready(self) -> bool:
         return self._published is not None
 
+    @property
+    def warm(self) -> bool:
+        """Everything served is in memory: an answer needs no waiting and no I/O."""
+        published = self._published
+        return published is not None and all(index.complete for index in published.variants)
+
     def run_age_seconds(self) -> float | None:
         return None if self._published is None else time.time() - self._published.published_at
 

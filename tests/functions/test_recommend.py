@@ -7,6 +7,7 @@ import time
 
 import pytest
 from functions_framework import create_app
+from starlette.testclient import TestClient
 
 from tests.conftest import REPO, build_published, seen_by_user, small_world_lines
 
@@ -16,8 +17,7 @@ ANSWER = re.compile(r"[^,\s]+(,[^,\s]+){19}")
 def client_for(store_uri, monkeypatch):
     monkeypatch.setenv("MOVIEREC_STORE", store_uri)
     monkeypatch.setenv("MOVIEREC_RELOAD_SECONDS", "0.2")
-    app = create_app("recommend", str(REPO / "functions/recommend/main.py"))
-    return app.test_client()
+    return TestClient(create_app("recommend", str(REPO / "functions/recommend/main.py")))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_before_anything_is_published(tmp_path, monkeypatch):
     client = client_for(str(tmp_path / "empty"), monkeypatch)
     answer = client.get("/recommend/1")
     assert answer.status_code == 503 and answer.headers["Retry-After"]
-    assert "published" in answer.get_json()["error"]
+    assert "published" in answer.json()["error"]
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
 
@@ -41,7 +41,7 @@ def test_answers_after_publish(store_uri, monkeypatch, lines):
     for user in sorted(seen)[:40]:
         answer = client.get(f"/recommend/{user}")
         assert answer.status_code == 200
-        text = answer.get_data(as_text=True)
+        text = answer.text
         assert ANSWER.fullmatch(text), text
         movies = text.split(",")
         assert len(set(movies)) == 20
@@ -56,10 +56,10 @@ def test_json_answer_and_popular_fallback(store_uri, monkeypatch, lines):
     built = build_published(store_uri, lines)
     client = client_for(store_uri, monkeypatch)
     known = min(seen_by_user(lines))
-    body = client.get(f"/recommend/{known}", headers={"Accept": "application/json"}).get_json()
+    body = client.get(f"/recommend/{known}", headers={"Accept": "application/json"}).json()
     assert body["user_id"] == known and body["source"] == "personalized" and len(body["movies"]) == 20
     assert body["model_version"] == built["model"]["version"] and body["variant"] == "A"
-    new = client.get("/recommend/123456789012", headers={"Accept": "application/json"}).get_json()
+    new = client.get("/recommend/123456789012", headers={"Accept": "application/json"}).json()
     assert new["source"] == "popular" and len(new["movies"]) == 20
 
 
@@ -70,7 +70,7 @@ def test_bad_user_ids_are_400_with_a_reason(tmp_path, monkeypatch, user):
     client = client_for(str(tmp_path / "empty"), monkeypatch)
     answer = client.get(f"/recommend/{user}")
     assert answer.status_code == 400
-    assert "user id" in answer.get_json()["error"]
+    assert "user id" in answer.json()["error"]
 
 
 def test_largest_user_id_is_accepted(tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_metrics_count_answers_by_source(store_uri, monkeypatch, lines):
     build_published(store_uri, lines)
     client = client_for(store_uri, monkeypatch)
     client.get("/recommend/999999999")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics").text
     assert re.search(r'movierec_recommend_answers_total\{source="popular",status="200",variant="A"\} [1-9]', text)
     assert "movierec_recommend_request_seconds_bucket" in text
     assert re.search(r"movierec_recommend_published_run_age_seconds \d", text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -111,6 +112,9 @@ def seaweed(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in [*CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(CREDENTIALS | {"AWS_ENDPOINT_URL": server.endpoint})
     yield server
+    # Recommend services loaded in-process by test clients keep polling the store; once it is
+    # gone for good their warnings are noise, not news.
+    logging.getLogger("movierec").setLevel(logging.ERROR)
     server.stop()
     for key, value in saved.items():
         if value is None:

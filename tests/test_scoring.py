@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from movierec.models.base import Interactions
-from movierec.partitioning import ab_bucket, partition_of, partitions_of, splitmix64
+from movierec.partitioning import ab_bucket, ab_buckets, partition_of, partitions_of, splitmix64
 from movierec.scoring import SeenIndex, top_k, top_k_unseen
 
 
@@ -54,6 +54,7 @@ def test_partition_hash_is_stable_across_processes_and_releases():
 
 def test_ab_bucket_is_uniform_and_independent_of_partitions():
     buckets = np.array([ab_bucket(u) for u in range(20_000)])
+    assert np.array_equal(ab_buckets(np.arange(20_000)), buckets)  # recommend and online-eval agree
     assert 0 <= buckets.min() and buckets.max() < 1
     assert abs((buckets < 0.5).mean() - 0.5) < 0.02
     in_partition_0 = partitions_of(np.arange(20_000), 2) == 0

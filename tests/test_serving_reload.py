@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import requests
 
-from movierec.partitioning import ab_bucket, partitions_of
+from movierec.partitioning import ab_bucket, partition_of, partitions_of
 from movierec.processes import FunctionProcess
 from movierec.recs import current_variants, read_current
-from movierec.serving import RecommendService, VariantIndex, partition_of_user
+from movierec.serving import RecommendService, VariantIndex
 from movierec.store import open_store
 from pipelines.fanout import run_local, start_run
 from pipelines.publish import publish, rollback
@@ -34,7 +34,7 @@ def two_runs(tmp_path_factory):
 def test_the_plain_partition_hash_agrees_with_numpy():
     users = np.concatenate([np.arange(1000), np.random.default_rng(0).integers(0, 2**63 - 1, 1000)])
     for n in (1, 3, 8, 64):
-        assert [partition_of_user(int(u), n) for u in users] == partitions_of(users, n).tolist()
+        assert [partition_of(int(u), n) for u in users] == partitions_of(users, n).tolist()
 
 
 def test_publish_then_rollback_under_load_gives_only_200(two_runs):

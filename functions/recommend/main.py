@@ -22,9 +22,7 @@ from movierec.serving import RecommendService, parse_user_id
 from movierec.store import open_store
 
 SETTINGS = Settings.from_env()
-SERVICE = RecommendService(
-    open_store(SETTINGS.store), top_k=SETTINGS.top_k, reload_seconds=SETTINGS.reload_seconds
-)
+SERVICE = RecommendService(open_store(SETTINGS.store), reload_seconds=SETTINGS.reload_seconds)
 PREFIX = "/recommend/"
 watch_store(SERVICE.store)  # exports the batch steps' freshness and drift for the alerts
 

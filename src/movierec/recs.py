@@ -52,11 +52,6 @@ def load_run(store: Store, run_id: str) -> Run:
         raise NotFound(f"run {run_id} not found") from None
 
 
-def list_runs(store: Store) -> list[Run]:
-    runs = [Run(**json.loads(store.get(k))) for k in store.list("recs") if k.endswith("/run.json")]
-    return sorted(runs, key=lambda r: r.run_id)
-
-
 @dataclass(frozen=True)
 class Variant:
     name: str

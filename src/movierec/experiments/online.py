@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from movierec.errors import NotFound, NotReady
 from movierec.events import SCHEMAS, event_keys
 from movierec.models.registry import load_popular
-from movierec.partitioning import AB_SALT, splitmix64
+from movierec.partitioning import ab_buckets
 from movierec.recs import Variant, current_variants, load_run, read_current, shard_key
 from movierec.store import Store
 
@@ -66,8 +66,7 @@ def _aware(text: str) -> datetime:
 
 def assign(user_ids: np.ndarray, variants: list[Variant]) -> np.ndarray:
     """Index of each user's variant: `partitioning.ab_bucket` against the cumulative shares."""
-    buckets = splitmix64(np.asarray(user_ids, dtype=np.int64).astype(np.uint64) ^ np.uint64(AB_SALT))
-    buckets = buckets.astype(np.float64) / 2.0**64
+    buckets = ab_buckets(user_ids)
     bounds = np.cumsum([v.share for v in variants])
     return np.minimum(np.searchsorted(bounds, buckets, side="right"), len(variants) - 1)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 import requests
 
 from movierec.processes import FunctionProcess
 from movierec.replay import replay
-from tests.conftest import small_world_lines
+from tests.conftest import build_published, small_world_lines
 
 
 def test_two_workers_report_one_total(tmp_path):
@@ -22,3 +23,23 @@ def test_two_workers_report_one_total(tmp_path):
     for page in pages:  # whichever worker answers, the total is the same
         total = re.search(r'movierec_ingest_requests_total\{status="200"\} (\d+)', page)
         assert total and float(total.group(1)) == 40
+
+
+def test_two_recommend_workers_report_every_answer(tmp_path):
+    """recommend tallies answers in bulk: every worker's tally reaches the shared files within seconds."""
+    uri = str(tmp_path / "store")
+    build_published(uri, small_world_lines(users=40, movies=30), partitions=2)
+    env = {"WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    (tmp_path / "prom").mkdir()
+    with FunctionProcess("recommend", store=uri, env=env) as recommend:
+        answers = [requests.get(f"{recommend.url}/recommend/{1000 + i % 60}", timeout=10) for i in range(300)]
+        assert [a.status_code for a in answers] == [200] * 300
+        deadline = time.monotonic() + 10
+        while True:
+            page = requests.get(f"{recommend.url}/metrics", timeout=5).text
+            answered = sum(float(n) for n in re.findall(r'movierec_recommend_answers_total\{[^}]*status="200"[^}]*\} (\S+)', page))
+            timed = re.search(r"movierec_recommend_request_seconds_count (\S+)", page)
+            if answered == 300 and timed and float(timed.group(1)) == 300:
+                break
+            assert answered <= 300 and time.monotonic() < deadline, f"{answered} of 300 answers counted"
+            time.sleep(0.2)

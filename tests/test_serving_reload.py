@@ -13,6 +13,7 @@ import requests
 from movierec.partitioning import ab_bucket, partition_of, partitions_of
 from movierec.processes import FunctionProcess
 from movierec.recs import current_variants, read_current
+from movierec import serving
 from movierec.serving import RecommendService, VariantIndex
 from movierec.store import open_store
 from pipelines.fanout import run_local, start_run
@@ -121,6 +122,23 @@ def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
     service = RecommendService(store, reload_seconds=60)
     assert service.reload() and service.recommend(user).source == "personalized"
     assert all(index.complete for index in service._published.variants)
+
+
+def test_the_user_table_and_binary_search_find_the_same_answers(two_runs, monkeypatch):
+    uri, _, _ = two_runs
+    store = open_store(uri)
+    variant = current_variants(read_current(store))[0]
+    table = VariantIndex.open(store, variant).load_all()
+    monkeypatch.setattr(serving, "DIRECT_SLOTS_PER_USER", 0)  # as if the ids were sparse
+    search = VariantIndex.open(store, variant).load_all()
+    assert table._slots is not None and search._slots is None
+    known = np.concatenate([shard.user_ids for shard in table._shards])
+    absent = [0, int(known.min()) - 1, int(known.max()) + 1, 10**12, 2**63 - 1]
+    for user in [*map(int, known), *absent]:
+        answer = table.answer(user)
+        assert answer.movies == search.answer(user).movies and answer.text == search.answer(user).text
+        assert answer.text == ",".join(answer.movies).encode()
+        assert (answer.source == "popular") == (user in absent)
 
 
 def test_two_worker_processes_answer_over_http(two_runs):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.responses import Response as StarletteResponse
+
 from movierec import metrics
 from movierec.errors import BadInput, NotFound, NotReady, StoreUnavailable
 
@@ -40,9 +42,21 @@ def probe_answer(path: str, *, ready: bool) -> Response | None:
     return None
 
 
-def asgi_response(result: Response):
+def asgi_response(result: Response) -> StarletteResponse:
     """A (body, status, headers) answer as the Starlette response that `--asgi` serving needs."""
-    from starlette.responses import Response as StarletteResponse
-
     body, status, headers = result
     return StarletteResponse(body, status, headers=headers)
+
+
+def encoded_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers as ASGI sends them: lower-case latin-1 bytes."""
+    return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
+
+
+class EncodedResponse(StarletteResponse):
+    """A 200 answer whose headers were encoded ahead of time, once per variant rather than once
+    per request: the same ASGI messages as Starlette's Response, without its per-call encoding."""
+
+    def __init__(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...]):
+        self.status_code, self.background, self.body = 200, None, body
+        self.raw_headers = [*headers, (b"content-length", b"%d" % len(body))]

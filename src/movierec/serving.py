@@ -1,10 +1,12 @@
 """What `recommend` serves: the published runs held in memory, swapped whole when CURRENT changes.
 
 Shards are read with parquet's dictionary codes (2 bytes a movie), never as
-20 M Python strings: 1 M users fit in ~50 MB. A cold instance answers as soon
-as the shard of the asked user is in memory and loads the rest in the
-background; a new CURRENT is loaded completely before it replaces the served
-one. docs/serving.md has the measurements behind both choices.
+20 M Python strings: 1 M users fit in ~50 MB, plus a user table once every
+shard is in (~16 MB). A cold instance answers as soon as the shard of the
+asked user is in memory and loads the rest in the background; a new CURRENT
+is loaded completely before it replaces the served one. An answer is rendered
+straight from the codes: this is recommend's request path, measured step by
+step in docs/serving.md.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +27,7 @@ import pyarrow.parquet as pq
 
 from movierec import metrics
 from movierec.errors import BadInput, MovierecError, NotFound, NotReady
+from movierec.http import encoded_headers
 from movierec.models.registry import load_popular
 from movierec.partitioning import ab_bucket, partition_of
 from movierec.recs import (
@@ -37,24 +41,50 @@ from movierec.recs import (
 from movierec.store import Store
 
 _log = logging.getLogger(__name__)
-_USER_ID = re.compile(r"[0-9]{1,32}", re.ASCII)
+# A complete variant finds users through a table indexed by user id when the ids are dense enough
+# that it costs at most this many slots (4 bytes each) per user; sparse ids use binary search.
+DIRECT_SLOTS_PER_USER = 8
 
 
 def parse_user_id(text: str) -> int:
-    """A user id as the API accepts it: ASCII digits only, below 2^63."""
-    if not _USER_ID.fullmatch(text) or int(text) >= 2**63:
-        raise BadInput(f"user id must be a non-negative decimal integer below 2^63, got {text[:40]!r}")
-    return int(text)
+    """A user id as the API accepts it: 1 to 32 ASCII digits, below 2^63."""
+    if len(text) <= 32 and text.isascii() and text.isdigit() and (user_id := int(text)) < 2**63:
+        return user_id
+    raise BadInput(f"user id must be a non-negative decimal integer below 2^63, got {text[:40]!r}")
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
+    """One user's answer, rendered only in the form a request asks for (a tuple: one per request)."""
+
     user_id: int
-    movies: list[str]
-    source: str  # "personalized" or "popular"
-    variant: str
-    run_id: str
-    model_version: str
+    index: VariantIndex
+    codes: Sequence[int] | None  # into the variant's vocabulary; None: a new user, the popular fallback
+    source: str  # "personalized", or "popular" for the fallback
+
+    @property
+    def movies(self) -> list[str]:
+        if self.codes is None:
+            return self.index.popular
+        return list(map(self.index.vocabulary.__getitem__, self.codes))
+
+    @property
+    def text(self) -> bytes:
+        """The movie ids joined by commas, UTF-8: the plain-text answer."""
+        if self.codes is None:
+            return self.index.popular_text
+        return b",".join(map(self.index.encoded.__getitem__, self.codes))
+
+    @property
+    def variant(self) -> str:
+        return self.index.variant.name
+
+    @property
+    def run_id(self) -> str:
+        return self.index.variant.run_id
+
+    @property
+    def model_version(self) -> str:
+        return self.index.variant.model_version
 
 
 class Shard:
@@ -62,12 +92,14 @@ class Shard:
 
     def __init__(self, user_ids: np.ndarray, offsets: np.ndarray, codes: np.ndarray):
         self.user_ids, self.offsets, self.codes = user_ids, offsets, codes
+        self._offsets, self._codes = memoryview(offsets), memoryview(codes)  # Python ints without numpy's call cost
 
-    def lookup(self, user_id: int) -> list[int] | None:
+    def row(self, user_id: int) -> int | None:
         i = int(self.user_ids.searchsorted(user_id))
-        if i == len(self.user_ids) or self.user_ids[i] != user_id:
-            return None
-        return self.codes[self.offsets[i] : self.offsets[i + 1]].tolist()
+        return i if i < len(self.user_ids) and self.user_ids[i] == user_id else None
+
+    def codes_at(self, row: int) -> Sequence[int]:
+        return self._codes[self._offsets[row] : self._offsets[row + 1]]
 
 
 class VariantIndex:
@@ -76,9 +108,14 @@ class VariantIndex:
     def __init__(self, store: Store, variant: Variant, run: Run, popular: list[str]):
         self.store, self.variant, self.run = store, variant, run
         self.popular = popular[: run.top_k]
+        self.popular_text = ",".join(self.popular).encode()
+        self.headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": run.run_id, "X-Variant": variant.name}
+        self.text_headers = encoded_headers(self.headers | {"Content-Type": "text/plain; charset=utf-8"})
         self.vocabulary: list[str] = []
+        self.encoded: list[bytes] = []  # the vocabulary in UTF-8, for plain-text answers
         self._codes_of: dict[str, int] = {}
         self._shards: list[Shard | None] = [None] * run.partitions
+        self._slots: memoryview | None = None  # user id -> row * partitions + partition, or -1
         self._lock = threading.Lock()
 
     @classmethod
@@ -96,7 +133,22 @@ class VariantIndex:
     def load_all(self) -> VariantIndex:
         for partition in range(self.run.partitions):
             self.shard(partition)
+        if self._slots is None:
+            self._slots = self._direct_slots(self._shards)
         return self
+
+    def _direct_slots(self, shards: list[Shard]) -> memoryview | None:
+        """A table from user id to shard and row: one memory access where binary search takes
+        about twenty (docs/serving.md). None when the ids are too sparse for it to pay."""
+        users = sum(len(s.user_ids) for s in shards)
+        top = max((int(s.user_ids[-1]) for s in shards if len(s.user_ids)), default=-1)
+        if top >= DIRECT_SLOTS_PER_USER * users:
+            return None
+        n = self.run.partitions
+        slots = np.full(top + 1, -1, dtype=np.int32 if users * n < 2**31 else np.int64)
+        for partition, shard in enumerate(shards):
+            slots[shard.user_ids] = np.arange(len(shard.user_ids)) * n + partition
+        return memoryview(slots)
 
     @property
     def complete(self) -> bool:
@@ -123,21 +175,37 @@ class VariantIndex:
         if code is None:
             code = self._codes_of[movie] = len(self.vocabulary)
             self.vocabulary.append(movie)
+            self.encoded.append(movie.encode())
         return code
 
+    def codes(self, user_id: int) -> Sequence[int] | None:
+        """The user's movies as vocabulary codes; None for a user the run does not know."""
+        slots = self._slots
+        if slots is not None:
+            if not 0 <= user_id < len(slots) or (slot := slots[user_id]) < 0:
+                return None
+            row, partition = divmod(slot, self.run.partitions)
+            return self._shards[partition].codes_at(row)
+        shard = self.shard(partition_of(user_id, self.run.partitions))
+        row = shard.row(user_id)
+        return None if row is None else shard.codes_at(row)
+
+    def answer(self, user_id: int) -> Answer:
+        codes = self.codes(user_id)
+        return Answer(user_id, self, codes, "popular" if codes is None else "personalized")
+
     def lookup(self, user_id: int) -> list[str] | None:
-        codes = self.shard(partition_of(user_id, self.run.partitions)).lookup(user_id)
-        if codes is None:
-            return None
-        vocabulary = self.vocabulary
-        return [vocabulary[c] for c in codes]
+        """The user's movies; None for a user the run does not know."""
+        codes = self.codes(user_id)
+        return None if codes is None else list(map(self.vocabulary.__getitem__, codes))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Published:
     raw: bytes
     published_at: float
     variants: list[VariantIndex]
+    complete: bool = False  # every shard of every variant is in memory
 
     def pick(self, user_id: int) -> VariantIndex:
         """The variant a user is in: a stable hash against the cumulative shares."""
@@ -165,15 +233,19 @@ class RecommendService:
         self._published: Published | None = None
         self._loaded_once = threading.Event()
         self._lock = threading.Lock()
-        self._owner_pid: int | None = None
+        self._started = False
+        os.register_at_fork(after_in_child=self._forget_thread)
+
+    def _forget_thread(self) -> None:
+        self._started = False  # a forked child (a gunicorn worker) has no reload thread of its own
 
     def ensure_started(self) -> None:
         """Start the reload thread in this process (gunicorn forks workers after import)."""
-        if self._owner_pid == os.getpid():
+        if self._started:
             return
         with self._lock:
-            if self._owner_pid != os.getpid():
-                self._owner_pid = os.getpid()
+            if not self._started:
+                self._started = True
                 self._loaded_once.clear()
                 threading.Thread(target=self._reload_forever, name="recs-reload", daemon=True).start()
 
@@ -184,7 +256,7 @@ class RecommendService:
             except MovierecError as exc:  # store down, run missing: keep serving the last good publication
                 metrics.RECOMMEND_RELOADS.labels("error").inc()
                 _log.warning("loading recs/CURRENT failed (%s); still serving the previous one", exc)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a bug in one load must not stop serving the last good one
                 metrics.RECOMMEND_RELOADS.labels("error").inc()
                 _log.exception("loading recs/CURRENT failed; still serving the previous one")
             finally:
@@ -199,9 +271,10 @@ class RecommendService:
             return False
         published = self._published
         if published is not None and raw == published.raw:
-            if not all(index.complete for index in published.variants):
-                for index in published.variants:  # finish a cold start's background load
+            if not published.complete:  # finish a cold start's background load
+                for index in published.variants:
                     index.load_all()
+                published.complete = True
             return False
         current = json.loads(raw)
         indexes = [VariantIndex.open(self.store, v) for v in current_variants(current)]
@@ -211,6 +284,7 @@ class RecommendService:
             self._loaded_once.set()
         for index in indexes:
             index.load_all()
+        new.complete = True
         self._published = new
         metrics.RECOMMEND_RELOADS.labels("loaded").inc()
         _log.info("serving %s", ", ".join(f"{i.variant.name}={i.variant.run_id}" for i in indexes))
@@ -220,25 +294,23 @@ class RecommendService:
     def ready(self) -> bool:
         return self._published is not None
 
-    @property
-    def warm(self) -> bool:
-        """Everything served is in memory: an answer needs no waiting and no I/O."""
+    def answer_now(self, user_id: int) -> Answer | None:
+        """The answer when everything served is in memory (no waiting, no I/O); else None, and the
+        caller asks `recommend` from a thread."""
         published = self._published
-        return published is not None and all(index.complete for index in published.variants)
+        if published is None or not published.complete:
+            return None
+        return published.pick(user_id).answer(user_id)
 
     def run_age_seconds(self) -> float | None:
         return None if self._published is None else time.time() - self._published.published_at
 
     def recommend(self, user_id: int, *, wait: float = 10.0) -> Answer:
         self.ensure_started()
-        self._loaded_once.wait(wait)
         published = self._published
         if published is None:
+            self._loaded_once.wait(wait)
+            published = self._published
+        if published is None:
             raise NotReady("no recommendations published yet")
-        index = published.pick(user_id)
-        movies = index.lookup(user_id)
-        source = "personalized"
-        if movies is None:
-            movies, source = index.popular, "popular"
-        variant = index.variant
-        return Answer(user_id, movies, source, variant.name, variant.run_id, variant.model_version)
+        return published.pick(user_id).answer(user_id)

@@ -45,7 +45,8 @@ CONFIGS = {  # name: (env, extra functions-framework args)
     "WORKERS=2": ({"WORKERS": "2"}, []),
 }
 LUA = """
-local ids = {%s}
+local ids = {}
+for line in io.lines("%s") do ids[#ids + 1] = line end  -- a file: LuaJIT caps a function's constants
 request = function() return wrk.format("GET", "%s" .. ids[math.random(#ids)]) end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -116,20 +117,34 @@ class Server:
             time.sleep(0.005)
         raise RuntimeError(f"{self.command} did not answer {path} within {timeout} s; see {self.log.name}")
 
-    def peak_rss_mb(self) -> list[float]:
-        peaks, todo = [], [self.process.pid]
+    def pids(self) -> list[int]:
+        """The server process and its descendants (gunicorn's workers)."""
+        found, todo = [], [self.process.pid]
         while todo:
             pid = todo.pop()
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                peaks.append(int(status.split("VmHWM:")[1].split()[0]) / 1024)
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     todo += [int(c) for c in (task / "children").read_text().split()]
+                found.append(pid)
             except FileNotFoundError:
                 pass
-        return peaks
+        return found
+
+    def peak_rss_mb(self) -> list[float]:
+        status = [_proc(pid, "status") for pid in self.pids()]
+        return [int(s.split("VmHWM:")[1].split()[0]) / 1024 for s in status if "VmHWM:" in s]
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the server's processes so far."""
+        ticks = 0
+        for stat in filter(None, (_proc(pid, "stat") for pid in self.pids())):
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *exc) -> None:
+        if metrics_dir := self.env.get("PROMETHEUS_MULTIPROC_DIR"):
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         os.killpg(self.process.pid, 15)
         try:
             self.process.wait(10)
@@ -139,10 +154,14 @@ class Server:
 
 
 def function_server(source: Path, target: str, store: Path, env: dict, args: list[str]) -> Server:
+    """A function served as Knative serves it (knative/base/service-recommend.yaml): the given
+    WORKERS, and Prometheus multiprocess mode with a directory of its own."""
     port = free_port()
     command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
                "--host", "127.0.0.1", "--port", str(port), *args]
-    return Server(command, os.environ | env | {"MOVIEREC_STORE": str(store)}, f"http://127.0.0.1:{port}")
+    metrics_dir = tempfile.mkdtemp(prefix="movierec-bench-prom-")
+    env = os.environ | env | {"MOVIEREC_STORE": str(store), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    return Server(command, env, f"http://127.0.0.1:{port}")
 
 
 def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
@@ -150,13 +169,20 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
                "-d", f"{seconds}s", url]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
-    return {"connections": connections, "rps": stats["requests"] / (stats["duration_us"] / 1e6),
+    return {"connections": connections, "requests": stats["requests"], "rps": stats["requests"] / (stats["duration_us"] / 1e6),
             "p50_ms": stats["p50_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
             "non2xx": stats["non2xx"], "socket_errors": stats["socket_errors"]}
 
 
+def _proc(pid: int, name: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def median_row(runs: list[dict]) -> dict:
-    row = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+    row = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
     return row | {"connections": runs[0]["connections"], "runs": len(runs),
                   "non2xx": sum(r["non2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs)}
 
@@ -171,7 +197,10 @@ def interleaved(servers: list[tuple[Server, Path]], seconds: int, repeats: int) 
         runs: list[list[dict]] = [[] for _ in servers]
         for _ in range(repeats):
             for i, (server, script) in enumerate(servers):
-                runs[i].append(wrk(server.url, script, connections, seconds))
+                cpu = server.cpu_seconds()
+                run = wrk(server.url, script, connections, seconds)
+                used = server.cpu_seconds() - cpu  # the server's CPU per answer, whatever wrk and others take
+                runs[i].append(run | {"cpu_us": used / max(run["requests"], 1) * 1e6})
         for i in range(len(servers)):
             rows[i].append(median_row(runs[i]))
     return rows
@@ -197,7 +226,8 @@ def main() -> int:
     parser.add_argument("--store", default="/tmp/movierec-bench/world-1000000")
     parser.add_argument("--users", type=int, default=1_000_000, help="users when the store must be built")
     parser.add_argument("--seconds", type=int, default=4, help="per wrk run (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="wrk runs per row, interleaved; medians reported")
+    parser.add_argument("--repeats", type=int, default=5, help="wrk runs per row, interleaved; medians reported")
+    parser.add_argument("--sample", type=int, default=200_000, help="distinct known users asked (default %(default)s)")
     parser.add_argument("--cold-starts", type=int, default=5)
     args = parser.parse_args()
     ensure_tools()
@@ -207,11 +237,17 @@ def main() -> int:
     users = sum(len(index.shard(p).user_ids) for p in range(run.partitions))
     print(f"published run {run.run_id}: {users:,} users, {run.partitions} shards")
     rng = np.random.default_rng(1)
-    sample = rng.choice(np.concatenate([index.shard(p).user_ids for p in range(run.partitions)]), 5000)
-    ids = [str(u) for u in sample] + [str(10**12 + i) for i in range(250)]  # 5 % new users: popular fallback
+    # Nearly every recommendation request in the course stream is from a different user: ask many
+    # distinct users (no cache can help) and 5 % new ones (the popular fallback).
+    known = np.concatenate([index.shard(p).user_ids for p in range(run.partitions)])
+    sample = rng.choice(known, min(args.sample, len(known)), replace=False)
+    ids = [str(u) for u in sample] + [str(10**12 + i) for i in range(len(sample) // 19)]
+    args.asked = len(ids)
     workdir = Path(tempfile.mkdtemp(prefix="movierec-bench-"))
-    (workdir / "recommend.lua").write_text(LUA % (",".join(f'"{i}"' for i in ids), "/recommend/"))
-    (workdir / "static.lua").write_text(LUA % ('""', "/recommend.txt"))
+    (workdir / "ids.txt").write_text("\n".join(ids) + "\n")
+    (workdir / "none.txt").write_text("\n")
+    (workdir / "recommend.lua").write_text(LUA % (workdir / "ids.txt", "/recommend/"))
+    (workdir / "static.lua").write_text(LUA % (workdir / "none.txt", "/recommend.txt"))
     recommend_src, trivial_src = REPO / "functions/recommend/main.py", REPO / "benchmarks/recommend_trivial.py"
 
     tuning = {}
@@ -265,8 +301,10 @@ def report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss
             "|---|" + "---:|" * (3 * len(CONNECTIONS))]
     main_table = head + [line("(a) recommend, 1 M users", rows_a), line("(b) trivial handler", rows_b),
                          line("(c) nginx static file", rows_c)]
-    ratio = ["| connections | (a)/(b) req/s | (a)/(b) p99 |", "|---:|---:|---:|"] + [
-        f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} |"
+    ratio = ["| connections | (a)/(b) req/s | (a)/(b) p99 | server CPU µs per answer (a) / (b) |",
+             "|---:|---:|---:|---:|"] + [
+        f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} "
+        f"| {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} |"
         for ra, rb in zip(rows_a, rows_b)]
     tune = ["| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a) p99 ms @16/64 | peak RSS MB per process |",
             "|---|---|---|---|---|"] + [
@@ -278,7 +316,7 @@ def report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
         f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
-        f"(a) and (b) interleaved, ids drawn from 5,000 known users and 5 % new ones. Non-2xx or socket errors in (a): {errors}.",
+        f"(a) and (b) interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}.",
         "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
         "## Server settings tried (same run)", "", *tune, "",
         f"## Cold start ({best}, 1 worker, {len(cold)} starts)", "",

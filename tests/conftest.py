@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-import logging
 import os
 import shutil
 import signal
@@ -112,9 +112,6 @@ def seaweed(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in [*CREDENTIALS, "AWS_ENDPOINT_URL"]}
     os.environ.update(CREDENTIALS | {"AWS_ENDPOINT_URL": server.endpoint})
     yield server
-    # Recommend services loaded in-process by test clients keep polling the store; once it is
-    # gone for good their warnings are noise, not news.
-    logging.getLogger("movierec").setLevel(logging.ERROR)
     server.stop()
     for key, value in saved.items():
         if value is None:
@@ -180,3 +177,23 @@ def seen_by_user(lines: list[str]) -> dict[int, set[str]]:
                 if parts[2].startswith(prefix):
                     seen.setdefault(int(parts[1]), set()).add(parts[2][len(prefix):].rsplit(end, 1)[0])
     return seen
+
+
+@pytest.fixture
+def recommend_client(monkeypatch):
+    """Test clients of the recommend function, each on a store; their reload threads end with the test."""
+    from functions_framework import create_app
+    from starlette.testclient import TestClient
+
+    services = []
+
+    def make(store_uri: str, reload_seconds: float = 0.2) -> TestClient:
+        monkeypatch.setenv("MOVIEREC_STORE", store_uri)
+        monkeypatch.setenv("MOVIEREC_RELOAD_SECONDS", str(reload_seconds))
+        app = create_app("recommend", str(REPO / "functions/recommend/main.py"))
+        services.append(inspect.unwrap(app.routes[0].endpoint).__globals__["SERVICE"])
+        return TestClient(app)
+
+    yield make
+    for service in services:
+        service.stop()

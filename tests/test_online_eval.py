@@ -58,6 +58,7 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     assert len(in_a) >= 4 and len(in_b) >= 4
     new_user = 99_999
     served[new_user] = service.recommend(new_user)
+    service.stop()
 
     t = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
     a1, a2, a3, a4 = in_a[:4]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import requests
 
+from movierec import serving
 from movierec.partitioning import ab_bucket, partition_of, partitions_of
 from movierec.processes import FunctionProcess
 from movierec.recs import current_variants, read_current
-from movierec import serving
 from movierec.serving import RecommendService, VariantIndex
 from movierec.store import open_store
 from pipelines.fanout import run_local, start_run
@@ -85,17 +85,11 @@ def test_publish_then_rollback_under_load_gives_only_200(two_runs):
     assert switches[0] == first and second.run_id in switches and switches[-1] == first
 
 
-def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, monkeypatch):
-    from functions_framework import create_app
-    from starlette.testclient import TestClient
-
-    from tests.conftest import REPO
-
+def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, recommend_client):
     uri, built, second = two_runs
     store = open_store(uri)
     publish(store, [built["run"].run_id, second.run_id], shares=[0.3, 0.7])
-    monkeypatch.setenv("MOVIEREC_STORE", uri)
-    client = TestClient(create_app("recommend", str(REPO / "functions/recommend/main.py")))
+    client = recommend_client(uri, reload_seconds=5)
     variants = {}
     for user in range(1000, 1300):
         reply = client.get(f"/recommend/{user}", headers={"Accept": "application/json"})
@@ -122,6 +116,9 @@ def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
     service = RecommendService(store, reload_seconds=60)
     assert service.reload() and service.recommend(user).source == "personalized"
     assert all(index.complete for index in service._published.variants)
+    service.stop()
+    service.thread.join(5)
+    assert not service.thread.is_alive()
 
 
 def test_the_user_table_and_binary_search_find_the_same_answers(two_runs, monkeypatch):

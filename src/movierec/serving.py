@@ -234,6 +234,8 @@ class RecommendService:
         self._loaded_once = threading.Event()
         self._lock = threading.Lock()
         self._started = False
+        self._stopped = threading.Event()
+        self.thread: threading.Thread | None = None
         os.register_at_fork(after_in_child=self._forget_thread)
 
     def _forget_thread(self) -> None:
@@ -247,10 +249,15 @@ class RecommendService:
             if not self._started:
                 self._started = True
                 self._loaded_once.clear()
-                threading.Thread(target=self._reload_forever, name="recs-reload", daemon=True).start()
+                self.thread = threading.Thread(target=self._reload_forever, name="recs-reload", daemon=True)
+                self.thread.start()
+
+    def stop(self) -> None:
+        """End the reload thread (a serving process never does; tests do)."""
+        self._stopped.set()
 
     def _reload_forever(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             try:
                 self.reload()
             except MovierecError as exc:  # store down, run missing: keep serving the last good publication
@@ -261,7 +268,7 @@ class RecommendService:
                 _log.exception("loading recs/CURRENT failed; still serving the previous one")
             finally:
                 self._loaded_once.set()
-            time.sleep(self.reload_seconds)
+            self._stopped.wait(self.reload_seconds)
 
     def reload(self) -> bool:
         """Load CURRENT if it changed; True if a new publication is now served."""

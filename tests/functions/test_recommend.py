@@ -6,18 +6,10 @@ import re
 import time
 
 import pytest
-from functions_framework import create_app
-from starlette.testclient import TestClient
 
-from tests.conftest import REPO, build_published, seen_by_user, small_world_lines
+from tests.conftest import build_published, seen_by_user, small_world_lines
 
 ANSWER = re.compile(r"[^,\s]+(,[^,\s]+){19}")
-
-
-def client_for(store_uri, monkeypatch):
-    monkeypatch.setenv("MOVIEREC_STORE", store_uri)
-    monkeypatch.setenv("MOVIEREC_RELOAD_SECONDS", "0.2")
-    return TestClient(create_app("recommend", str(REPO / "functions/recommend/main.py")))
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +17,8 @@ def lines():
     return small_world_lines()
 
 
-def test_before_anything_is_published(tmp_path, monkeypatch):
-    client = client_for(str(tmp_path / "empty"), monkeypatch)
+def test_before_anything_is_published(tmp_path, recommend_client):
+    client = recommend_client(str(tmp_path / "empty"))
     answer = client.get("/recommend/1")
     assert answer.status_code == 503 and answer.headers["Retry-After"]
     assert "published" in answer.json()["error"]
@@ -34,9 +26,9 @@ def test_before_anything_is_published(tmp_path, monkeypatch):
     assert client.get("/readyz").status_code == 503
 
 
-def test_answers_after_publish(store_uri, monkeypatch, lines):
+def test_answers_after_publish(store_uri, lines, recommend_client):
     built = build_published(store_uri, lines)
-    client = client_for(store_uri, monkeypatch)
+    client = recommend_client(store_uri)
     seen = seen_by_user(lines)
     for user in sorted(seen)[:40]:
         answer = client.get(f"/recommend/{user}")
@@ -52,9 +44,9 @@ def test_answers_after_publish(store_uri, monkeypatch, lines):
     assert client.get("/readyz").status_code == 200
 
 
-def test_json_answer_and_popular_fallback(store_uri, monkeypatch, lines):
+def test_json_answer_and_popular_fallback(store_uri, lines, recommend_client):
     built = build_published(store_uri, lines)
-    client = client_for(store_uri, monkeypatch)
+    client = recommend_client(store_uri)
     known = min(seen_by_user(lines))
     body = client.get(f"/recommend/{known}", headers={"Accept": "application/json"}).json()
     assert body["user_id"] == known and body["source"] == "personalized" and len(body["movies"]) == 20
@@ -66,21 +58,21 @@ def test_json_answer_and_popular_fallback(store_uri, monkeypatch, lines):
 @pytest.mark.parametrize(
     "user", ["-1", "abc", "1.5", "1e3", "%D9%A1%D9%A2", "9223372036854775808", "1" * 40, "+5", " 5", "5/extra"]
 )
-def test_bad_user_ids_are_400_with_a_reason(tmp_path, monkeypatch, user):
-    client = client_for(str(tmp_path / "empty"), monkeypatch)
+def test_bad_user_ids_are_400_with_a_reason(tmp_path, user, recommend_client):
+    client = recommend_client(str(tmp_path / "empty"))
     answer = client.get(f"/recommend/{user}")
     assert answer.status_code == 400
     assert "user id" in answer.json()["error"]
 
 
-def test_largest_user_id_is_accepted(tmp_path, monkeypatch):
-    answer = client_for(str(tmp_path / "empty"), monkeypatch).get("/recommend/9223372036854775807")
+def test_largest_user_id_is_accepted(tmp_path, recommend_client):
+    answer = recommend_client(str(tmp_path / "empty")).get("/recommend/9223372036854775807")
     assert answer.status_code == 503  # valid id; nothing is published
 
 
-def test_metrics_count_answers_by_source(store_uri, monkeypatch, lines):
+def test_metrics_count_answers_by_source(store_uri, lines, recommend_client):
     build_published(store_uri, lines)
-    client = client_for(store_uri, monkeypatch)
+    client = recommend_client(store_uri)
     client.get("/recommend/999999999")
     text = client.get("/metrics").text
     assert re.search(r'movierec_recommend_answers_total\{source="popular",status="200",variant="A"\} [1-9]', text)
@@ -88,10 +80,10 @@ def test_metrics_count_answers_by_source(store_uri, monkeypatch, lines):
     assert re.search(r"movierec_recommend_published_run_age_seconds \d", text)
 
 
-def test_new_publication_is_picked_up_without_restart(tmp_path, monkeypatch, lines):
+def test_new_publication_is_picked_up_without_restart(tmp_path, lines, recommend_client):
     uri = str(tmp_path / "store")
     first = build_published(uri, lines)
-    client = client_for(uri, monkeypatch)
+    client = recommend_client(uri)
     assert client.get("/recommend/1").headers["X-Recs-Run"] == first["run"].run_id
     second = build_published(uri, lines + ["2026-12-30T10:00:00,1,GET /rate/x+2001=5"])
     deadline = time.monotonic() + 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -59,7 +60,9 @@ class Tally:
 
     A Prometheus update takes a lock (and in multiprocess mode writes a memory-mapped file):
     three of them per answer cost recommend 5-10 % of its throughput (docs/serving.md); a tally
-    costs one lock. A worker's numbers reach its metrics at most `flush_seconds` late.
+    costs one lock. A worker's numbers reach its metrics at most `flush_seconds` late, and the
+    answers of its last `flush_seconds` before it stops are not counted (gunicorn ends workers
+    with os._exit: no atexit hook runs).
     """
 
     def __init__(self, counter: Counter, histogram: Histogram, *, flush_seconds: float = 1.0):
@@ -113,7 +116,10 @@ class Tally:
     def _flush_forever(self) -> None:
         while True:
             time.sleep(self.flush_seconds)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the next scrape or second tries again
+                logging.getLogger(__name__).exception("adding tallied answers to the metrics failed")
 
 
 RECOMMEND_TALLY = Tally(RECOMMEND_ANSWERS, RECOMMEND_SECONDS)

@@ -138,6 +138,29 @@ def test_the_user_table_and_binary_search_find_the_same_answers(two_runs, monkey
         assert (answer.source == "popular") == (user in absent)
 
 
+def test_ids_publish_would_refuse_keep_the_binary_search(two_runs):
+    uri, _, _ = two_runs
+    store = open_store(uri)
+    index = VariantIndex.open(store, current_variants(read_current(store))[0])
+    offsets, codes = np.array([0, 1, 2], np.int32), np.array([0, 1], np.uint16)
+    assert index._direct_slots([serving.Shard(np.array([3, 9]), offsets, codes)]) is not None
+    for ids in ([-2, 8], [8, 8]):  # negative ids would index the table from its end
+        assert index._direct_slots([serving.Shard(np.array(ids), offsets, codes)]) is None
+
+
+def test_a_publication_still_loading_is_answered_off_the_event_loop(two_runs):
+    uri, _, _ = two_runs
+    store = open_store(uri)
+    service = RecommendService(store, reload_seconds=60)
+    index = VariantIndex.open(store, current_variants(read_current(store))[0])
+    service._published = serving.Published(b"", 0.0, [index])  # as on a cold start: nothing loaded yet
+    service._started = True  # no reload thread: this test drives the state
+    assert service.answer_now(1005) is None  # the handler then asks `recommend` from a thread
+    assert service.recommend(1005).movies == VariantIndex.open(store, index.variant).load_all().lookup(1005)
+    service._published.complete = True
+    assert service.answer_now(1005).movies == service.recommend(1005).movies
+
+
 def test_two_worker_processes_answer_over_http(two_runs):
     uri, built, _ = two_runs
     rollback_to = read_current(open_store(uri))["variants"][0]["run_id"]

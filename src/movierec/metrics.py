@@ -6,14 +6,23 @@ import logging
 import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
 )
 
+from movierec.processes import after_fork_in_child
+
 PROCESS_COLLECTORS: list = []  # custom collectors, also exported in multiprocess mode
-TALLIES: list[Tally] = []  # flushed before every exposition
+TALLIES: weakref.WeakSet[Tally] = weakref.WeakSet()  # flushed before every exposition
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.6, 1.0, 2.5)
 
@@ -61,8 +70,8 @@ class Tally:
     A Prometheus update takes a lock (and in multiprocess mode writes a memory-mapped file):
     three of them per answer cost recommend 5-10 % of its throughput (docs/serving.md); a tally
     costs one lock. A worker's numbers reach its metrics at most `flush_seconds` late, and the
-    answers of its last `flush_seconds` before it stops are not counted (gunicorn ends workers
-    with os._exit: no atexit hook runs).
+    answers of its last `flush_seconds` before it stops are not counted: a gunicorn worker runs
+    no atexit hook (checked), and functions-framework gives a function no shutdown hook.
     """
 
     def __init__(self, counter: Counter, histogram: Histogram, *, flush_seconds: float = 1.0):
@@ -71,8 +80,8 @@ class Tally:
         self._lock = threading.Lock()
         self._thread_started = False
         self._reset()
-        os.register_at_fork(after_in_child=self._forget)
-        TALLIES.append(self)
+        after_fork_in_child(self._forget)
+        TALLIES.add(self)
 
     def _reset(self) -> None:
         self._counts: dict[tuple[str, ...], int] = {}
@@ -118,7 +127,7 @@ class Tally:
             time.sleep(self.flush_seconds)
             try:
                 self.flush()
-            except Exception:  # the next scrape or second tries again
+            except Exception:  # that batch is lost; the next ones are still added
                 logging.getLogger(__name__).exception("adding tallied answers to the metrics failed")
 
 

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -34,6 +36,17 @@ def serve_command(name: str, *, host: str, port: int) -> list[str]:
     source = functions_dir() / name / "main.py"
     return [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", name,
             "--host", host, "--port", str(port)]
+
+
+def after_fork_in_child(method: Callable[[], None]) -> None:
+    """Call a bound method in every forked child (a gunicorn worker), without keeping its object alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        if (alive := ref()) is not None:
+            alive()
+
+    os.register_at_fork(after_in_child=call)
 
 
 def free_port() -> int:

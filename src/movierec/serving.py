@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from movierec.errors import BadInput, MovierecError, NotFound, NotReady
 from movierec.http import encoded_headers
 from movierec.models.registry import load_popular
 from movierec.partitioning import ab_bucket, partition_of
+from movierec.processes import after_fork_in_child
 from movierec.recs import (
     CURRENT_KEY,
     Run,
@@ -109,7 +109,7 @@ class VariantIndex:
         self.store, self.variant, self.run = store, variant, run
         self.popular = popular[: run.top_k]
         self.popular_text = ",".join(self.popular).encode()
-        self.headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": run.run_id, "X-Variant": variant.name}
+        self.headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": variant.run_id, "X-Variant": variant.name}
         self.text_headers = encoded_headers(self.headers | {"Content-Type": "text/plain; charset=utf-8"})
         self.vocabulary: list[str] = []
         self.encoded: list[bytes] = []  # the vocabulary in UTF-8, for plain-text answers
@@ -139,7 +139,10 @@ class VariantIndex:
 
     def _direct_slots(self, shards: list[Shard]) -> memoryview | None:
         """A table from user id to shard and row: one memory access where binary search takes
-        about twenty (docs/serving.md). None when the ids are too sparse for it to pay."""
+        about twenty (docs/serving.md). None when the ids are too sparse for it to pay, or not
+        what publish admits (negative or repeated), where binary search answers as it always did."""
+        if any(len(s.user_ids) and (s.user_ids[0] < 0 or np.any(s.user_ids[1:] == s.user_ids[:-1])) for s in shards):
+            return None
         users = sum(len(s.user_ids) for s in shards)
         top = max((int(s.user_ids[-1]) for s in shards if len(s.user_ids)), default=-1)
         if top >= DIRECT_SLOTS_PER_USER * users:
@@ -236,7 +239,7 @@ class RecommendService:
         self._started = False
         self._stopped = threading.Event()
         self.thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forget_thread)
+        after_fork_in_child(self._forget_thread)
 
     def _forget_thread(self) -> None:
         self._started = False  # a forked child (a gunicorn worker) has no reload thread of its own

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import shutil
@@ -28,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import report  # noqa: E402
 from movierec.events import SCHEMAS, event_from_line, write_events
 from movierec.processes import FunctionProcess
 from movierec.replay import replay
 from movierec.store import LocalStore
 from movierec.synthetic import make_world, stream_lines
 
-RESULTS = Path(__file__).parent / "results"
 WRK_SCRIPT = """
 local n = 0
 local lines = {%s}
@@ -175,13 +175,12 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
         f"| synthetic, 200k users × 27k movies | {args.snapshot_lines:,} | {snap['seconds']:.1f} | {snap['peak_rss_mb']:,.0f} | {snap['interactions']:,} |",
     ]
-    header = (f"# Ingest benchmark, {date.today()}\n\nMachine: {platform.node()}, {os.cpu_count()} cores, "
+    header = (f"# Ingest benchmark, {date.today()}\n\nMachine: {report.machine()}, "
               f"Python {platform.python_version()}; ingest under functions-framework (async handler, uvicorn) with "
               f"WORKERS={args.workers}, local-directory store; {args.repeats} runs of {args.seconds} s per row, medians.\n\n")
     text = header + "\n".join(table) + "\n"
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"ingest-{date.today()}.md").write_text(text)
+    report.write_results("ingest", text)
 
 
 if __name__ == "__main__":

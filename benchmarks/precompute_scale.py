@@ -10,9 +10,7 @@ The last run is published, so benchmarks/recommend_load.py serves it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import report  # noqa: E402
 from benchmarks.precompute_world import build_world  # noqa: E402
 from movierec.models.registry import load_model  # noqa: E402
 from movierec.precompute import BATCH_USERS  # noqa: E402
@@ -30,7 +29,6 @@ from movierec.processes import FunctionProcess  # noqa: E402
 from pipelines.fanout import run_remote, start_run  # noqa: E402
 from pipelines.publish import publish, validate_run  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def tree_peak_rss_mb(pid: int) -> float:
@@ -109,8 +107,7 @@ def main() -> int:
     publish(store, [best["run_id"]], validate=False)  # validated just above
     print(f"validate + publish {best['run_id']}: {users:,} users in {validate_seconds:.1f} s")
 
-    machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}, " \
-              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    machine = report.machine()
     table = ["| partitions | workers | threads/worker | total s | × bare products | peak RSS/worker MB | re-sends |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     table += [f"| {r['partitions']} | {r['workers']} | {r['threads_per_worker']} | {r['seconds']:.1f} | "
@@ -123,21 +120,11 @@ def main() -> int:
         *table, "",
         f"Publish validation of {users:,} users: {validate_seconds:.1f} s.", ""])
     print("\n" + text)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"precompute-{date.today()}"
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({
-        "date": str(date.today()), "machine": machine, "users": args.users, "movies": args.movies,
+    report.write_results("precompute", text, {
+        "machine": machine, "users": args.users, "movies": args.movies,
         "bare_products_seconds": limit, "runs": rows, "validate_seconds": validate_seconds,
-        "published_run": best["run_id"], "store": str(root)}, indent=2))
+        "published_run": best["run_id"], "store": str(root)})
     return 0
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -30,12 +29,12 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks import report  # noqa: E402
 from movierec.processes import free_port  # noqa: E402
 from movierec.recs import current_variants, load_run, read_current  # noqa: E402
 from movierec.serving import VariantIndex  # noqa: E402
 from movierec.store import LocalStore  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
 CONNECTIONS = (1, 16, 64)
 # Both handlers are async (@aio.http): functions-framework serves them with uvicorn, which picks up
 # uvloop and httptools from the `recommend` extra. Earlier runs compared sync Flask and --asgi
@@ -280,7 +279,7 @@ def main() -> int:
     for _ in range(args.cold_starts):
         with function_server(trivial_src, "trivial", store_root, env | {"WORKERS": "1"}, extra) as server:
             trivial_cold.append(server.wait("/"))
-    report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold)
+    write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
@@ -289,9 +288,8 @@ def _rates(rows: list[dict]) -> str:
     return " / ".join(f"{r['rps']:,.0f}" for r in rows)
 
 
-def report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold) -> None:
-    machine = (f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
-               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold) -> None:
+    machine = report.machine()
     rows_a, rows_b = tuning[best]["a"], tuning[best]["b"]
 
     def line(label, rows):
@@ -327,13 +325,10 @@ def report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss
         f"- trivial handler, process start to first answer: median {statistics.median(trivial_cold):.2f} s",
         f"- peak RSS after the full load: {', '.join(f'{m:.0f}' for m in rss_cold)} MB (gunicorn arbiter, worker)", ""])
     print("\n" + text)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"recommend-{date.today()}"
-    stem.with_suffix(".md").write_text(text)
-    stem.with_suffix(".json").write_text(json.dumps({
-        "date": str(date.today()), "machine": machine, "users": users, "run": run.run_id, "best": best,
+    report.write_results("recommend", text, {
+        "machine": machine, "users": users, "run": run.run_id, "best": best,
         "tuning": tuning, "nginx": rows_c, "cold_start_s": cold, "full_load_s": full,
-        "trivial_cold_start_s": trivial_cold, "peak_rss_mb_cold": rss_cold}, indent=2))
+        "trivial_cold_start_s": trivial_cold, "peak_rss_mb_cold": rss_cold})
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import random
 import re
 import sys
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -74,3 +75,29 @@ def test_nothing_is_lost_when_threads_record_while_it_flushes():
     assert registry.get_sample_value("answers_total", labels) == total
     assert registry.get_sample_value("seconds_count") == total
     assert abs(registry.get_sample_value("seconds_sum") - 0.002 * total) < 1e-6
+
+
+def test_a_failed_flush_loses_that_batch_and_the_thread_goes_on(monkeypatch, caplog):
+    registry = CollectorRegistry()
+    counter, histogram = pair(registry)
+    tally = Tally(counter, histogram, flush_seconds=0.05)
+    labels = dict(zip(("status", "source", "variant"), LABELS[0]))
+    failures = []
+
+    def labels_failing_once(*values):
+        if not failures:
+            failures.append(values)
+            raise OSError("metrics file unwritable")
+        return Counter.labels(counter, *values)
+
+    monkeypatch.setattr(counter, "labels", labels_failing_once)
+    tally.record(LABELS[0], 0.002)  # starts the flushing thread; its first flush fails
+    deadline = time.monotonic() + 5
+    while not failures:
+        assert time.monotonic() < deadline, "the flushing thread never ran"
+        time.sleep(0.01)
+    tally.record(LABELS[0], 0.002)
+    while registry.get_sample_value("answers_total", labels) != 1:
+        assert time.monotonic() < deadline, "the thread stopped adding after a failed flush"
+        time.sleep(0.01)
+    assert "adding tallied answers to the metrics failed" in caplog.text

@@ -14,13 +14,13 @@ at one batch per write latency. Each request still waits for its own batch.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from movierec.errors import StoreUnavailable
+from movierec.processes import after_fork_in_child
 
 
 class GroupCommitter:
@@ -41,13 +41,18 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._pending: list[tuple[list, Future]] = []
         self._pending_events = 0
-        self._owner_pid: int | None = None
+        self._started = False
+        after_fork_in_child(self._forget)
+
+    def _forget(self) -> None:
+        self._started = False  # a forked child (a gunicorn worker) has no flusher and nothing pending
+        self._cond = threading.Condition()
+        self._pending, self._pending_events = [], 0
 
     def _ensure_flusher(self) -> None:
         """One flusher thread per process: gunicorn forks workers after the module is imported."""
-        if self._owner_pid != os.getpid():
-            self._owner_pid = os.getpid()
-            self._pending, self._pending_events = [], 0
+        if not self._started:
+            self._started = True
             threading.Thread(target=self._flush_forever, name="group-commit", daemon=True).start()
 
     def submit(self, items: list) -> Future:

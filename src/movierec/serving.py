@@ -91,7 +91,7 @@ class Shard:
     """One partition's users, ascending, and their movies as codes into the variant's vocabulary."""
 
     def __init__(self, user_ids: np.ndarray, offsets: np.ndarray, codes: np.ndarray):
-        self.user_ids, self.offsets, self.codes = user_ids, offsets, codes
+        self.user_ids = user_ids
         self._offsets, self._codes = memoryview(offsets), memoryview(codes)  # Python ints without numpy's call cost
 
     def row(self, user_id: int) -> int | None:

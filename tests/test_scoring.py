@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from movierec.models.base import Interactions
 from movierec.partitioning import ab_bucket, ab_buckets, partition_of, partitions_of, splitmix64
@@ -92,18 +93,54 @@ def test_torch_top_k_unseen_pads_when_too_few_movies_are_unseen():
     assert ((got >= 0).sum(axis=1) == 15).all() and (got[:, 15:] == -1).all()
 
 
-def test_seen_index_from_the_snapshot_matches_the_one_from_interactions(local_store):
+def _rewrite_snapshot(store, snapshot_id: str, *, row_group_size: int, reverse: bool = False) -> None:
+    """The snapshot's interactions again in small row groups; `reverse`: the groups in reverse order,
+    each still sorted inside."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from movierec.snapshots import interactions_key
+
+    table = store.get_parquet(interactions_key(snapshot_id))
+    if reverse:
+        blocks = np.arange(table.num_rows) // row_group_size
+        table = table.take(np.argsort(-blocks, kind="stable"))
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=row_group_size)
+    store.put(interactions_key(snapshot_id), sink.getvalue())
+
+
+@pytest.mark.parametrize("row_group_size", [None, 37])
+def test_seen_index_from_the_snapshot_matches_the_one_from_interactions(local_store, row_group_size):
     from movierec.precompute import load_seen_index
     from movierec.snapshots import load_snapshot
     from tests.conftest import build_published, small_world_lines
 
     built = build_published(local_store.uri, small_world_lines(), partitions=2)
-    data = load_snapshot(local_store, built["snapshot"]["id"]).interactions()
-    fast = load_seen_index(local_store, built["snapshot"]["id"], data.user_ids, data.movie_ids)
+    snapshot_id = built["snapshot"]["id"]
+    data = load_snapshot(local_store, snapshot_id).interactions()
+    if row_group_size:  # many batches: users span batch boundaries
+        _rewrite_snapshot(local_store, snapshot_id, row_group_size=row_group_size)
+    fast = load_seen_index(local_store, snapshot_id, data.user_ids, data.movie_ids)
     slow = SeenIndex.from_interactions(data)
     assert np.array_equal(fast.indptr, slow.indptr)
     for user in range(data.n_users):
         assert sorted(fast.of(user).tolist()) == slow.of(user).tolist()
+
+
+def test_a_snapshot_out_of_user_order_is_refused(local_store):
+    from movierec.errors import InvalidRun
+    from movierec.precompute import load_seen_index
+    from movierec.snapshots import load_snapshot
+    from tests.conftest import build_published, small_world_lines
+
+    built = build_published(local_store.uri, small_world_lines(), partitions=2)
+    snapshot_id = built["snapshot"]["id"]
+    data = load_snapshot(local_store, snapshot_id).interactions()
+    _rewrite_snapshot(local_store, snapshot_id, row_group_size=37, reverse=True)
+    with pytest.raises(InvalidRun, match="not sorted by user_id"):
+        load_seen_index(local_store, snapshot_id, data.user_ids, data.movie_ids)
 
 
 def test_shards_read_back_in_the_shard_schema_with_their_padding_dropped():

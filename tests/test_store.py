@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from movierec.errors import ConfigError, NotFound, StoreUnavailable
@@ -50,6 +53,62 @@ def test_parquet_roundtrip(store):
     store.put_parquet("recs/r/part-0-of-1.parquet", table)
     assert store.get_parquet("recs/r/part-0-of-1.parquet").equals(table)
     assert store.get_parquet("recs/r/part-0-of-1.parquet", columns=["user_id"]).column_names == ["user_id"]
+
+
+def test_open_input_reads_any_part_like_get(store):
+    data = bytes(range(256)) * 20_000  # 5 MB: more than one read buffer
+    store.put("big.bin", data)
+    with store.open_input("big.bin") as f:
+        assert f.read(10) == data[:10]
+        f.seek(-7, 2)
+        assert f.read() == data[-7:]
+        f.seek(3_000_000)
+        assert f.read(2_000_000) == data[3_000_000:5_000_000]
+        f.seek(0)
+        assert f.read() == data
+    with pytest.raises(NotFound):
+        store.open_input("nope/x")
+
+
+def test_open_input_reads_one_parquet_column_without_the_others(store):
+    rng = np.random.default_rng(0)
+    table = pa.table({"user_id": np.arange(200_000), "noise": rng.random(200_000)})
+    store.put_parquet("snap.parquet", table)
+    with store.open_input("snap.parquet") as f:
+        assert pq.ParquetFile(f).read(columns=["user_id"]).column("user_id").equals(table.column("user_id"))
+
+
+def test_s3_open_input_fetches_only_the_ranges_read(seaweed):
+    """A parquet reader through open_input asks S3 for the footer and the one column, not the object."""
+    store = open_store(f"s3://movierec-test/t-{uuid.uuid4().hex[:12]}")
+    rng = np.random.default_rng(0)
+    store.put_parquet("snap.parquet", pa.table({"user_id": np.arange(200_000), "noise": rng.random(200_000)}))
+    size = len(store.get("snap.parquet"))
+    fetched = []
+    store._s3.meta.events.register("after-call.s3.GetObject",
+                                   lambda parsed, **_: fetched.append(parsed["ContentLength"]))
+    with store.open_input("snap.parquet") as f:
+        pq.ParquetFile(f).read(columns=["user_id"])
+    assert 0 < sum(fetched) < size / 2, (fetched, size)
+
+
+def test_s3_open_input_refuses_to_mix_versions(seaweed):
+    store = open_store(f"s3://movierec-test/t-{uuid.uuid4().hex[:12]}")
+    store.put("big.bin", b"a" * 3_000_000)
+    with store.open_input("big.bin") as f:
+        assert f.read(10) == b"a" * 10
+        store.put("big.bin", b"b" * 3_000_000)
+        f.seek(2_000_000)
+        with pytest.raises(StoreUnavailable, match="replaced while being read"):
+            f.read(10)
+
+
+def test_local_open_input_keeps_the_version_it_opened(local_store):
+    local_store.put("big.bin", b"a" * 3_000_000)
+    with local_store.open_input("big.bin") as f:
+        local_store.put("big.bin", b"b" * 3_000_000)
+        f.seek(2_000_000)
+        assert f.read(10) == b"a" * 10
 
 
 def test_readers_never_see_a_partial_object(store):

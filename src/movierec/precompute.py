@@ -36,30 +36,32 @@ def load_seen_index(store: Store, snapshot_id: str, user_ids: np.ndarray, movie_
 
     At course scale the snapshot holds ~100 M rows: movie slugs are read as
     parquet dictionary codes and mapped once per row group, never turned into
-    100 M Python strings; movie codes are kept as 2 bytes each.
+    100 M Python strings; movie codes are kept as 2 bytes each, and the file is
+    read by ranges, not held whole.
     """
     load_manifest(store, snapshot_id)  # only complete snapshots
-    parquet = pq.ParquetFile(pa.BufferReader(store.get(interactions_key(snapshot_id))),
-                             read_dictionary=["movie_id"])
     vocabulary = pa.array(np.asarray(movie_ids, dtype=str))
-    dtype = movie_dtype(len(movie_ids))
-    user_parts, movie_parts = [], []
-    # Streamed in batches: only 4-byte user indices and 2-byte movie codes stay in memory.
-    for batch in parquet.iter_batches(batch_size=1 << 20, columns=["user_id", "movie_id"]):
-        mapping = pc.index_in(batch["movie_id"].dictionary, value_set=vocabulary)
-        users = batch["user_id"].to_numpy()
-        user_idx = np.searchsorted(user_ids, users)
-        if mapping.null_count or (len(users) and (
-                user_idx.max() >= len(user_ids) or not np.array_equal(user_ids[user_idx], users))):
-            raise InvalidRun(f"snapshot {snapshot_id} has users or movies that model does not know")
-        movie_parts.append(mapping.to_numpy()[batch["movie_id"].indices.to_numpy()].astype(dtype))
-        user_parts.append(user_idx.astype(np.int32))
-    movies = np.concatenate(movie_parts) if movie_parts else np.empty(0, dtype)
-    user_idx = np.concatenate(user_parts) if user_parts else np.empty(0, np.int32)
-    if len(user_idx) > 1 and np.any(user_idx[1:] < user_idx[:-1]):  # snapshots are sorted; be safe if not
-        order = np.argsort(user_idx, kind="stable")
-        user_idx, movies = user_idx[order], movies[order]
-    counts = np.bincount(user_idx, minlength=len(user_ids))
+    counts = np.zeros(len(user_ids), np.int64)
+    # Two columns of the snapshot, streamed by row group: only the 2-byte movie codes stay, in one
+    # array sized from the footer; rows are sorted by user, so counts per user give the offsets.
+    with store.open_input(interactions_key(snapshot_id)) as source:
+        parquet = pq.ParquetFile(source, read_dictionary=["movie_id"])
+        movies = np.empty(parquet.metadata.num_rows, movie_dtype(len(movie_ids)))
+        filled, last = 0, 0
+        for batch in parquet.iter_batches(batch_size=1 << 20, columns=["user_id", "movie_id"]):
+            if not len(batch):
+                continue
+            mapping = pc.index_in(batch["movie_id"].dictionary, value_set=vocabulary)
+            users = batch["user_id"].to_numpy()
+            rows = np.searchsorted(user_ids, users)
+            if mapping.null_count or rows.max() >= len(user_ids) or not np.array_equal(user_ids[rows], users):
+                raise InvalidRun(f"snapshot {snapshot_id} has users or movies that model does not know")
+            if rows[0] < last or np.any(rows[1:] < rows[:-1]):
+                raise InvalidRun(f"snapshot {snapshot_id} is not sorted by user_id, as `movierec snapshot` writes it")
+            end, last = filled + len(rows), rows[-1]
+            movies[filled:end] = mapping.to_numpy()[batch["movie_id"].indices.to_numpy()]
+            counts += np.bincount(rows, minlength=len(user_ids))
+            filled = end
     return SeenIndex(np.concatenate([[0], np.cumsum(counts)]), movies)
 
 

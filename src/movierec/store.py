@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -36,6 +37,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes at `key`; raises NotFound."""
+
+    @abc.abstractmethod
+    def open_input(self, key: str) -> BinaryIO:
+        """A seekable binary file over the object at `key`, for readers that need only parts of
+        it (a parquet file's footer and some columns); raises NotFound. Close it when done."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -122,6 +128,12 @@ class LocalStore(Store):
         except (FileNotFoundError, IsADirectoryError):
             raise NotFound(f"{key} not found in {self.uri}") from None
 
+    def open_input(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")  # an open file keeps its version when the key is replaced
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound(f"{key} not found in {self.uri}") from None
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -192,6 +204,10 @@ class S3Store(Store):
     def get(self, key: str) -> bytes:
         return self._call(self._s3.get_object, Key=self._key(key))["Body"].read()
 
+    def open_input(self, key: str) -> BinaryIO:
+        # A small buffer joins the few tiny reads of a parquet footer; column chunks are read whole.
+        return io.BufferedReader(_S3Ranges(self, self._key(key)), buffer_size=64 << 10)
+
     def exists(self, key: str) -> bool:
         try:
             self._call(self._s3.head_object, Key=self._key(key))
@@ -211,6 +227,50 @@ class S3Store(Store):
             if not page.get("IsTruncated"):
                 return sorted(keys)
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+class _S3Ranges(io.RawIOBase):
+    """One version of an S3 object as a seekable file: every read is a ranged GET, pinned to the
+    ETag seen at open, so a reader never mixes two versions of a replaced object."""
+
+    def __init__(self, store: S3Store, full_key: str):
+        self._store, self._key, self._pos = store, full_key, 0
+        head = store._call(store._s3.head_object, Key=full_key)
+        self._size, self._etag = head["ContentLength"], head["ETag"]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._store._call(self._store._s3.get_object, Key=self._key, IfMatch=self._etag,
+                                     Range=f"bytes={self._pos}-{self._pos + n - 1}")["Body"]
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                raise StoreUnavailable(f"{self._key} was replaced while being read") from None
+            raise
+        data = body.read()
+        memoryview(buffer)[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def open_store(uri: str) -> Store:

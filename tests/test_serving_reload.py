@@ -174,3 +174,33 @@ def test_two_worker_processes_answer_over_http(two_runs):
         bad = requests.get(f"{recommend.url}/recommend/12a", timeout=10)
         assert bad.status_code == 400 and "user id" in bad.json()["error"]
         assert requests.get(f"{recommend.url}/readyz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("slots_per_user", [serving.DIRECT_SLOTS_PER_USER, 0])
+def test_codes_widen_past_65536_movies_between_shards(local_store, monkeypatch, slots_per_user):
+    """A vocabulary that outgrows 2-byte codes while shards load: the first shard keeps uint16
+    codes, the next ones get int32, and every user's answer is still the movies of its shard row."""
+    from movierec.precompute import encode_shard
+    from movierec.recs import Run, Variant, shard_key
+
+    monkeypatch.setattr(serving, "DIRECT_SLOTS_PER_USER", slots_per_user)  # 0: binary search
+    rng = np.random.default_rng(3)
+    movies = np.array([f"movie+{i:06d}+1999" for i in range(70_100)])
+    users = np.arange(4_000)
+    run = Run("r-wide", "m", "s", 2, 20, "2026-11-29T00:00:00+00:00")
+    expected = {}
+    for partition in range(2):
+        mine = users[partitions_of(users, 2) == partition]
+        catalogue = movies[:40] if partition == 0 else movies  # each shard's parquet dictionary
+        best = np.stack([rng.choice(len(catalogue), 20, replace=False) for _ in mine])
+        local_store.put(shard_key(run.run_id, partition, 2), encode_shard(mine, best, catalogue))
+        expected |= {int(u): [str(movies[m]) for m in row] for u, row in zip(mine, best)}
+    index = VariantIndex(local_store, Variant("A", run.run_id, "m", 1.0), run, ["p"])
+    index.shard(0)  # loaded while the vocabulary is small
+    index.load_all()
+    assert len(index.vocabulary) > 65_536
+    assert index.shard(0)._codes.format == "H" and index.shard(1)._codes.format in ("i", "l")
+    assert (index._slots is None) == (slots_per_user == 0)
+    for user, want in expected.items():
+        answer = index.answer(user)
+        assert answer.movies == want and answer.text == ",".join(want).encode()

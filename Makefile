@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-deploy-tools.sh
 	bash scripts/install-monitoring-tools.sh
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).

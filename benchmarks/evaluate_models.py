@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit's own threads do the work
 
-from movierec.evaluation.command import evaluate_all  # noqa: E402
-from movierec.evaluation.data import load_movielens  # noqa: E402
-from movierec.evaluation.report import print_tables, today, write_results  # noqa: E402
+from movierec.evaluation.command import evaluate_all
+from movierec.evaluation.data import load_movielens
+from movierec.evaluation.report import print_tables, today, write_results
 
 DATASETS = REPO.parent / "shared" / "datasets"
 

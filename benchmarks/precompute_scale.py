@@ -21,14 +21,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import report  # noqa: E402
-from benchmarks.precompute_world import build_world  # noqa: E402
-from movierec.models.registry import load_model  # noqa: E402
-from movierec.precompute import BATCH_USERS  # noqa: E402
-from movierec.processes import FunctionProcess  # noqa: E402
-from pipelines.fanout import run_remote, start_run  # noqa: E402
-from pipelines.publish import publish, validate_run  # noqa: E402
-
+from benchmarks import report
+from benchmarks.precompute_world import build_world
+from movierec.models.registry import load_model
+from movierec.precompute import BATCH_USERS
+from movierec.processes import FunctionProcess
+from pipelines.fanout import run_remote, start_run
+from pipelines.publish import publish, validate_run
 
 
 def tree_peak_rss_mb(pid: int) -> float:
@@ -115,8 +114,8 @@ def main() -> int:
     text = "\n".join([
         f"# precompute at {args.users:,} users x {args.movies:,} movies, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f}.",
-        f"Bare products U[{BATCH_USERS}] @ V.T over every user (torch, {torch.get_num_threads()} threads): "
-        f"**{limit:.1f} s** (median of {args.repeats}). Goal: total within 2x.", "",
+        (f"Bare products U[{BATCH_USERS}] @ V.T over every user (torch, {torch.get_num_threads()} threads): "
+        f"**{limit:.1f} s** (median of {args.repeats}). Goal: total within 2x."), "",
         *table, "",
         f"Publish validation of {users:,} users: {validate_seconds:.1f} s.", ""])
     print("\n" + text)

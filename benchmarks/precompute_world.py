@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ START = 1_790_000_000  # 2026-09-21, seconds
 
 
 def movie_slugs(n_movies: int) -> np.ndarray:
-    words = "night day river city ghost king queen summer winter dark light lost star road house".split()
+    words = ["night", "day", "river", "city", "ghost", "king", "queen", "summer", "winter", "dark", "light",
+             "lost", "star", "road", "house"]
     return np.array([f"{words[i % 15]}+{words[(i // 15) % 15]}+{i}+{1950 + i % 76}" for i in range(n_movies)])
 
 
@@ -75,8 +76,8 @@ def build_world(root: Path, *, users: int = 1_000_000, movies: int = 27_000, per
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", store_schema=False)  # reads back as plain strings
     del table, movie_col
-    manifest = {"id": snapshot_id, "created_at": datetime.now(timezone.utc).isoformat(),
-                "counts": {"users": users, "movies": movies, "interactions": int(len(user_idx))},
+    manifest = {"id": snapshot_id, "created_at": datetime.now(UTC).isoformat(),
+                "counts": {"users": users, "movies": movies, "interactions": len(user_idx)},
                 "inputs": [], "synthetic": wanted}
     store.put(manifest_key(snapshot_id), json.dumps(manifest).encode())
     data = Interactions(

@@ -23,17 +23,18 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks import report  # noqa: E402
-from movierec.processes import free_port  # noqa: E402
-from movierec.recs import current_variants, load_run, read_current  # noqa: E402
-from movierec.serving import VariantIndex  # noqa: E402
-from movierec.store import LocalStore  # noqa: E402
+from benchmarks import report
+from movierec.processes import free_port
+from movierec.recs import current_variants, load_run, read_current
+from movierec.serving import VariantIndex
+from movierec.store import LocalStore
 
 CONNECTIONS = (1, 16, 64)
 # Both handlers are async (@aio.http): functions-framework serves them with uvicorn, which picks up
@@ -70,8 +71,8 @@ def ensure_published(root: Path, users: int) -> tuple[LocalStore, VariantIndex]:
     store = LocalStore(root)
     if not store.exists("recs/CURRENT"):
         from benchmarks.precompute_world import build_world, movie_slugs
-        from movierec.precompute import encode_shard
         from movierec.partitioning import partitions_of
+        from movierec.precompute import encode_shard
         from movierec.recs import shard_key
         from pipelines.fanout import start_run
         from pipelines.publish import publish
@@ -95,7 +96,7 @@ class Server:
         self.command, self.env, self.url = command, env, url
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.started = time.perf_counter()
         self.log = tempfile.NamedTemporaryFile(prefix="movierec-bench-", suffix=".log", delete=False)
         self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -167,7 +168,7 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict:
     command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-s", str(script),
                "-d", f"{seconds}s", url]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))
+    stats = json.loads(re.search(r"^JSON (.*)$", out, re.MULTILINE).group(1))
     return {"connections": connections, "requests": stats["requests"], "rps": stats["requests"] / (stats["duration_us"] / 1e6),
             "p50_ms": stats["p50_us"] / 1000, "p99_ms": stats["p99_us"] / 1000,
             "non2xx": stats["non2xx"], "socket_errors": stats["socket_errors"]}
@@ -313,15 +314,15 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
     text = "\n".join([
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
-        f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
-        f"(a) and (b) interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}.",
+        (f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
+        f"(a) and (b) interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
         "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
         "## Server settings tried (same run)", "", *tune, "",
         f"## Cold start ({best}, 1 worker, {len(cold)} starts)", "",
-        f"- process start to the first correct answer: median **{statistics.median(cold):.2f} s** "
-        f"(min {min(cold):.2f}, max {max(cold):.2f})",
-        f"- process start to every shard loaded (what loading at start would cost): median "
-        f"{statistics.median(full):.2f} s",
+        (f"- process start to the first correct answer: median **{statistics.median(cold):.2f} s** "
+        f"(min {min(cold):.2f}, max {max(cold):.2f})"),
+        (f"- process start to every shard loaded (what loading at start would cost): median "
+        f"{statistics.median(full):.2f} s"),
         f"- trivial handler, process start to first answer: median {statistics.median(trivial_cold):.2f} s",
         f"- peak RSS after the full load: {', '.join(f'{m:.0f}' for m in rss_cold)} MB (gunicorn arbiter, worker)", ""])
     print("\n" + text)

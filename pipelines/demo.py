@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+
 import requests
 from rich.console import Console
 

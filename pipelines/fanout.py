@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from cloudevents.conversion import to_binary
@@ -39,7 +39,7 @@ def start_run(store: Store, model_version: str, *, partitions: int, top_k: int) 
         snapshot_id=card["snapshot_id"],
         partitions=partitions,
         top_k=top_k,
-        created_at=datetime.now(timezone.utc).isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
     )
     write_run(store, run)
     return run

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -182,7 +182,7 @@ def make_snapshot(store: Store, *, on_file: Callable[[], None] | None = None) ->
     inputs = {kind: sorted(k) for kind, k in keys.items()}
     manifest = {
         "id": snapshot_id,
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
         "inputs": {
             "files": {kind: len(k) for kind, k in inputs.items()},
             "list": f"snapshots/{snapshot_id}/inputs.json",

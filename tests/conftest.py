@@ -70,11 +70,12 @@ class Seaweed:
         }]}))
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
-        self.process = subprocess.Popen(
-            [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-s3.config={config}", "-master.telemetry=false", *self.port_flags],
-            stdout=open(self.workdir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.workdir / "weed.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                 f"-s3.config={config}", "-master.telemetry=false", *self.port_flags],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
         while time.monotonic() < deadline:
@@ -85,7 +86,7 @@ class Seaweed:
                 return
             except client.exceptions.BucketAlreadyOwnedByYou:
                 return
-            except Exception:
+            except Exception:  # noqa: BLE001 - not up yet, whatever the client says
                 time.sleep(0.3)
         raise RuntimeError("SeaweedFS S3 did not come up within 60 s")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow.compute as pc
 
@@ -11,7 +11,7 @@ from movierec.events import event_from_line, event_keys, write_events
 from movierec.snapshots import list_snapshots, load_snapshot
 from pipelines.snapshot import make_snapshot
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 LINES = [
     "2026-11-01T10:00:01,1,GET /data/m/a+2001/0.mpg",
     "2026-11-01T10:01:01,1,GET /data/m/a+2001/1.mpg",

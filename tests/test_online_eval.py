@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -60,7 +60,7 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     served[new_user] = service.recommend(new_user)
     service.stop()
 
-    t = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
+    t = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
     a1, a2, a3, a4 = in_a[:4]
     b1, b2 = in_b[:2]
     lines = [
@@ -83,7 +83,7 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     answers = served_answers(store)
     rows = {(r["user_id"], r["time"]): r for r in answers.to_pylist()}
     assert answers.num_rows == 7  # the redelivered answer once
-    row = lambda user, when=t: rows[(user, when)]  # noqa: E731
+    row = lambda user, when=t: rows[(user, when)]
     for user in (a1, b1, a2, new_user):
         assert row(user)["variant"] == served[user].variant and row(user)["matched"]
         assert row(user)["run_id"] == served[user].run_id

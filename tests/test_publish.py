@@ -67,7 +67,7 @@ def test_seen_movie(fresh_run, lines):
     seen = seen_by_user(lines)
 
     def plant(rows):
-        rows[0]["movies"][0] = sorted(seen[rows[0]["user_id"]])[0]
+        rows[0]["movies"][0] = min(seen[rows[0]["user_id"]])
         return rows
 
     _rewrite(store, run, 0, plant)

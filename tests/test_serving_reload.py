@@ -105,7 +105,7 @@ def test_ab_split_is_stable_per_user_and_follows_the_shares(two_runs, recommend_
 
 
 def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
-    uri, built, _ = two_runs
+    uri, _built, _ = two_runs
     store = open_store(uri)
     variant = current_variants(read_current(store))[0]
     index = VariantIndex.open(store, variant)
@@ -162,7 +162,7 @@ def test_a_publication_still_loading_is_answered_off_the_event_loop(two_runs):
 
 
 def test_two_worker_processes_answer_over_http(two_runs):
-    uri, built, _ = two_runs
+    uri, _built, _ = two_runs
     rollback_to = read_current(open_store(uri))["variants"][0]["run_id"]
     with FunctionProcess("recommend", store=uri, env={"WORKERS": "2"}) as recommend:
         text = requests.get(f"{recommend.url}/recommend/1007", timeout=10)

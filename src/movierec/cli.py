@@ -92,9 +92,8 @@ def cmd_snapshot(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from pipelines.train import train
-
     from pipelines.pipeline import progress_bar
+    from pipelines.train import train
 
     with progress_bar(console) as bar:
         task = bar.add_task(f"train {args.model}", total=100)
@@ -127,7 +126,7 @@ def cmd_precompute(args) -> int:
     run = start_run(store, args.model or latest_version(store),
                     partitions=args.partitions or settings.partitions, top_k=settings.top_k)
     console.print(f"run {run.run_id}: model {run.model_version}, {run.partitions} partitions")
-    done = lambda p: console.print(f"  partition {p} done")  # noqa: E731
+    done = lambda p: console.print(f"  partition {p} done")
     options = {"partition_timeout": args.timeout, "max_sends": args.max_sends, "on_done": done}
     if args.local:
         run_local(store, run, on_done=done)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -69,7 +69,7 @@ class Event:
 
 def event_from_line(source: str, event_id: str, raw: bytes, *, received_at: datetime | None = None) -> Event:
     """Parse one line's bytes; anything that does not parse becomes a quarantined event."""
-    received_at = received_at or datetime.now(timezone.utc)
+    received_at = received_at or datetime.now(UTC)
     try:
         record = parse_line(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -62,7 +62,7 @@ class StoreStateCollector:
     def _refresh(self) -> None:
         try:
             steps, drift = self.read()
-        except Exception as exc:  # store down: keep exporting the last values; staleness alerts still work
+        except Exception as exc:  # noqa: BLE001 - store down: keep exporting the last values; staleness alerts still work
             steps, drift = None, None
             _log.warning("reading the store's state failed: %s", exc)
         with self._lock:
@@ -88,7 +88,7 @@ class StoreStateCollector:
         cards = [k for k in self.store.list("models") if k.endswith("/card.json")]
         if cards:  # versions start with their UTC creation time: the greatest is the latest
             version = max(cards).split("/")[1]
-            created = datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            created = datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
             steps["train"] = created.timestamp()
         if self.store.exists("recs/CURRENT"):
             current = json.loads(self.store.get("recs/CURRENT"))

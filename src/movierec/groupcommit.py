@@ -92,7 +92,7 @@ class GroupCommitter:
     def _write_batch(self, taken: list[tuple[list, Future]], done: Callable[[], None]) -> None:
         try:
             self._write([item for items, _ in taken for item in items])
-        except BaseException as exc:  # every waiting request learns that its events are not stored
+        except BaseException as exc:  # noqa: BLE001 - every waiting request learns that its events are not stored
             for _, future in taken:
                 future.set_exception(exc)
         else:

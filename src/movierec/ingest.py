@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from movierec import metrics
 from movierec.errors import BadInput, StoreUnavailable
@@ -102,7 +102,7 @@ def _line(event_type: str, data: object, event_id: str) -> bytes:
 
 
 def to_events(delivered: list[Delivered]) -> list[Event]:
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     return [event_from_line(source, id_, raw, received_at=received_at) for source, id_, raw in delivered]
 
 

@@ -6,7 +6,7 @@ import csv
 import math
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from movierec.errors import BadInput
@@ -77,7 +77,7 @@ def stream_lines(path: Path) -> Iterator[str]:
     rows, titles = load_ratings(path)
     slugs = _unique_slugs(titles)
     for user, movie, rating, ts in sorted(rows, key=lambda r: (r[3], r[0], r[1])):
-        when = datetime.fromtimestamp(ts, tz=timezone.utc).replace(tzinfo=None)
+        when = datetime.fromtimestamp(ts, tz=UTC).replace(tzinfo=None)
         yield f"{_time(when)},{user},GET /rate/{slugs[movie]}={max(1, math.ceil(rating))}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -68,11 +70,12 @@ class FunctionProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> FunctionProcess:
-        out = open(self._log, "ab") if self._log else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out,
-            start_new_session=True,  # its own process group: gunicorn's workers go down with it
-        )
+        # The child keeps its own copy of the log's descriptor; this process closes its one.
+        with open(self._log, "ab") if self._log else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            self.process = subprocess.Popen(
+                serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out,
+                start_new_session=True,  # its own process group: gunicorn's workers go down with it
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -107,7 +110,7 @@ class FunctionProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def __enter__(self) -> FunctionProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

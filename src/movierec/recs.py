@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ SHARD_SCHEMA = pa.schema([("user_id", pa.int64()), ("movies", pa.list_(pa.string
 
 
 def new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def shard_key(run_id: str, partition: int, partitions: int) -> str:
@@ -77,7 +77,7 @@ def write_current(store: Store, variants: list[Variant], *, previous: dict[str, 
     """Replace recs/CURRENT atomically; the previous pointer is kept inside for rollback."""
     current = {
         "variants": [asdict(v) for v in variants],
-        "published_at": datetime.now(timezone.utc).isoformat(),
+        "published_at": datetime.now(UTC).isoformat(),
         "previous": {k: previous[k] for k in ("variants", "published_at")} if previous else None,
     }
     store.put(CURRENT_KEY, json.dumps(current, indent=2).encode())

@@ -12,10 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-WORDS = (
-    "night day river city ghost king queen summer winter dark light lost last first star road "
-    "house garden storm silent wild blue red golden iron glass secret long little great broken"
-).split()
+WORDS = ["night", "day", "river", "city", "ghost", "king", "queen", "summer", "winter", "dark", "light", "lost", "last", "first", "star", "road", "house", "garden", "storm", "silent", "wild", "blue", "red", "golden", "iron", "glass", "secret", "long", "little", "great", "broken"]
 START = datetime(2026, 11, 1)
 
 
@@ -103,4 +100,4 @@ def _drifting_history(world: SyntheticWorld, user: int, count: int, log_pop: np.
 def _time(when: datetime) -> str:
     """The stream's own format: seconds are omitted when they are zero."""
     text = when.strftime("%Y-%m-%dT%H:%M:%S")
-    return text[:-3] if text.endswith(":00") else text
+    return text.removesuffix(":00")

@@ -49,7 +49,7 @@ def test_every_base_resource_is_listed() -> None:
     base = REPO / "knative" / "base"
     text = (base / "kustomization.yaml").read_text()
     resources = text[text.index("resources:") : text.index("configMapGenerator:")]
-    listed = set(re.findall(r"^  - (\S+\.yaml)$", resources, re.M))
+    listed = set(re.findall(r"^  - (\S+\.yaml)$", resources, re.MULTILINE))
     on_disk = {p.name for p in base.glob("*.yaml")} - {"kustomization.yaml", "kustomizeconfig.yaml"}
     assert on_disk == listed
 

@@ -66,9 +66,9 @@ def test_hadolint() -> None:
 def test_images_run_unprivileged_with_a_healthcheck(dockerfile: Path) -> None:
     text = dockerfile.read_text()
     function = dockerfile.name.split(".")[0]
-    users = re.findall(r"^USER (\S+)", text, re.M)
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and not users[-1].startswith(("root", "0")), users
-    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.MULTILINE)
     assert f'"--target", "{function}"' in text
     assert (REPO / "docker" / f"{dockerfile.name}.dockerignore").exists()
     if function == "recommend":

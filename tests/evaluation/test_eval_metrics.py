@@ -7,7 +7,14 @@ import pytest
 import scipy.sparse as sp
 
 from movierec.evaluation.metrics import (
-    coverage, evaluate_lists, hit_rate_at_k, mae, ndcg_at_k, recall_at_k, rmse, top_k,
+    coverage,
+    evaluate_lists,
+    hit_rate_at_k,
+    mae,
+    ndcg_at_k,
+    recall_at_k,
+    rmse,
+    top_k,
 )
 
 

@@ -30,7 +30,7 @@ def test_temporal_split_holds_out_latest_fifth() -> None:
 
 def test_validation_is_carved_from_train_the_same_way() -> None:
     data = _data({1: 10})
-    train, test = temporal_split(data)
+    train, _test = temporal_split(data)
     fit, validation = temporal_split(train)
     assert (train.nnz, fit.nnz, validation.nnz) == (8, 6, 2)
     assert validation.last_time.min() > fit.last_time.max()

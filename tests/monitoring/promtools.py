@@ -56,8 +56,8 @@ def speed_up(rules: str, factor: int) -> str:
     text = re.sub(r"\[(\d+)([smhd])\]", lambda m: f"[{scaled(m)}]", rules)
     text = re.sub(r"offset (\d+)([smhd])", lambda m: f"offset {scaled(m)}", text)
     text = re.sub(r"^(\s+for: )(\d+)([smhd])$", lambda m: m.group(1) + scaled(re.match(r"(\d+)(\w)", m.group(2) + m.group(3))),
-                  text, flags=re.M)
-    return re.sub(r"^(\s*)- name: (.+)$", lambda m: f"{m.group(0)}\n{m.group(1)}  interval: 1s", text, flags=re.M)
+                  text, flags=re.MULTILINE)
+    return re.sub(r"^(\s*)- name: (.+)$", lambda m: f"{m.group(0)}\n{m.group(1)}  interval: 1s", text, flags=re.MULTILINE)
 
 
 class Prometheus:
@@ -82,11 +82,12 @@ class Prometheus:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Prometheus:
-        self.process = subprocess.Popen(
-            [tool("prometheus"), f"--config.file={self.workdir / 'prometheus.yaml'}",
-             f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT,
-        )
+        with open(self.workdir / "prometheus.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [tool("prometheus"), f"--config.file={self.workdir / 'prometheus.yaml'}",
+                 f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, (self.workdir / "prometheus.log").read_text()[-3000:]

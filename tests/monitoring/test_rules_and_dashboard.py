@@ -50,7 +50,7 @@ def test_rules_are_valid_and_their_unit_tests_pass():
 
 def test_every_alert_has_a_unit_test_a_runbook_entry_and_known_metrics():
     text = (MONITORING / "alerts.yaml").read_text()
-    alerts = re.findall(r"^\s+- alert: (\w+)$", text, re.M)
+    alerts = re.findall(r"^\s+- alert: (\w+)$", text, re.MULTILINE)
     tests = (MONITORING / "alerts-test.yaml").read_text() + (MONITORING / "alerts-test-days.yaml").read_text()
     runbook = (MONITORING.parent / "docs" / "operations.md").read_text()
     exported = exported_names()
@@ -58,7 +58,7 @@ def test_every_alert_has_a_unit_test_a_runbook_entry_and_known_metrics():
     for name in alerts:
         assert f"alertname: {name}\n" in tests, f"{name} has no promtool test"
         assert f"runbook_url: docs/operations.md#{name.lower()}" in text
-        assert re.search(rf"^#+ {name}$", runbook, re.M), f"docs/operations.md has no section for {name}"
+        assert re.search(rf"^#+ {name}$", runbook, re.MULTILINE), f"docs/operations.md has no section for {name}"
     exprs = rule_exprs(text)
     assert len(exprs) == len(alerts)
     for expr in exprs:

@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from movierec.errors import MovierecError
 from movierec.evaluation.data import dataset_name, load_movielens
 from movierec.evaluation.report import machine, print_tables, today, write_results
 from movierec.evaluation.runner import evaluate_dataset
-from movierec.errors import MovierecError
 from movierec.models.base import Interactions
 
 _log = logging.getLogger(__name__)

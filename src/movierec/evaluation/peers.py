@@ -6,8 +6,9 @@ Each peer comes with the grid it is tuned over on the validation split.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,12 +31,12 @@ class PeerSpec:
     grid: list[dict[str, Any]] = field(default_factory=lambda: [{}])
 
 
-def Popularity() -> PopularityModel:  # noqa: N802 (a peer constructor, named like the others)
+def Popularity() -> PopularityModel:
     """Movies ranked by how many users interacted with them: the registry's own model."""
     return PopularityModel()
 
 
-def RecentPopularity(*, half_life_days: float) -> PopularityModel:  # noqa: N802
+def RecentPopularity(*, half_life_days: float) -> PopularityModel:
     """Counts decayed by age relative to the newest interaction: what the popular fallback uses."""
     return PopularityModel(half_life_days=half_life_days)
 
@@ -117,8 +118,9 @@ class SurpriseSVDRanker:
         self.params = params
 
     def fit(self, data: Interactions, *, seed: int = 0) -> None:
-        from movierec.evaluation.ratings import surprise_trainset
         from surprise import SVD
+
+        from movierec.evaluation.ratings import surprise_trainset
 
         trainset = surprise_trainset(data)
         algo = SVD(random_state=seed, **self.params)

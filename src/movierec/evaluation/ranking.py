@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +26,7 @@ def truth_sets(test: Interactions) -> tuple[np.ndarray, list[set[int]]]:
     order = np.argsort(test.user_idx, kind="stable")
     bounds = np.searchsorted(test.user_idx[order], users, side="left").tolist() + [test.nnz]
     movies = test.movie_idx[order]
-    return users, [set(movies[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:])]
+    return users, [set(movies[a:b].tolist()) for a, b in itertools.pairwise(bounds)]
 
 
 def rank_users(model: Any, train: Interactions, users: np.ndarray, *, k: int = K, batch: int = 1024) -> np.ndarray:
@@ -64,9 +67,9 @@ def tune_and_test(
     """Pick the grid point with the best validation NDCG@20, refit it on all of train, score the test part."""
     best_params, best_ndcg = spec.grid[0], -1.0
     for params in spec.grid:
-        ndcg = fit_and_evaluate(lambda: spec.make(**params), fit_part, validation, seed=seed).result.ndcg
+        ndcg = fit_and_evaluate(functools.partial(spec.make, **params), fit_part, validation, seed=seed).result.ndcg
         _log.info("%s %s validation NDCG@20 %.4f", spec.name, params, ndcg)
         if ndcg > best_ndcg:
             best_params, best_ndcg = params, ndcg
-    tested = fit_and_evaluate(lambda: spec.make(**best_params), train, test, seed=seed)
+    tested = fit_and_evaluate(functools.partial(spec.make, **best_params), train, test, seed=seed)
     return Tuned(spec.name, best_params, best_ndcg, len(spec.grid), tested)

@@ -130,15 +130,15 @@ def compare(answers: pa.Table, *, variants: list[tuple[str, str, str, float]], c
     needed = needed_answers(control.rate, minimum_effect, confidence=confidence, power=power,
                             design_effect=(control.design_effect + treatment.design_effect) / 2)
     per_user_answers = (control.answers + treatment.answers) / (control.users + treatment.users)
-    result = dict(
-        control=control, treatment=treatment, confidence=confidence, difference=difference,
-        interval=(difference - z_crit * se, difference + z_crit * se),
-        bootstrap_interval=(float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))),
-        z=z, p_value=p_value, significant=p_value < 1 - confidence, minimum_effect=minimum_effect, power=power,
-        needed_answers_per_arm=needed, needed_users_per_arm=math.ceil(needed / per_user_answers),
-        sample_ratio_p=sample_ratio_p([control.users, treatment.users], [v[3] for v in variants]),
-        bootstrap=boot.tolist(),
-    )
+    result = {
+        "control": control, "treatment": treatment, "confidence": confidence, "difference": difference,
+        "interval": (difference - z_crit * se, difference + z_crit * se),
+        "bootstrap_interval": (float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))),
+        "z": z, "p_value": p_value, "significant": p_value < 1 - confidence, "minimum_effect": minimum_effect, "power": power,
+        "needed_answers_per_arm": needed, "needed_users_per_arm": math.ceil(needed / per_user_answers),
+        "sample_ratio_p": sample_ratio_p([control.users, treatment.users], [v[3] for v in variants]),
+        "bootstrap": boot.tolist(),
+    }
     return Comparison(verdict=verdict(result), **result)
 
 

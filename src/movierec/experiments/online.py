@@ -19,7 +19,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +61,7 @@ def publications(store: Store) -> list[Publication]:
 
 def _aware(text: str) -> datetime:
     when = datetime.fromisoformat(text)
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def assign(user_ids: np.ndarray, variants: list[Variant]) -> np.ndarray:
@@ -145,7 +145,7 @@ def served_answers(store: Store, *, window: timedelta = WINDOW) -> pa.Table:
                     pub_of[row], var_of[row], matched[row], personalized[row] = p, v, True, own is not None
     # Unmatched answers (errors among them): the publication in effect at their time.
     for p, pub in reversed(list(enumerate(pubs))):
-        since = np.datetime64(pub.published_at.astimezone(timezone.utc).replace(tzinfo=None), "us")
+        since = np.datetime64(pub.published_at.astimezone(UTC).replace(tzinfo=None), "us")
         rows = np.flatnonzero(~matched & (times >= since))
         pub_of[rows], var_of[rows] = p, assignments[p][rows]
     for row in np.flatnonzero(~matched & (pub_of >= 0) & ok):
@@ -235,7 +235,7 @@ def evaluate(store: Store, *, window: timedelta = WINDOW, budget_ms: int = BUDGE
     """Run the online evaluation; with `save`, each run's rows go to recs/<run>/online/<time>.json."""
     answers = served_answers(store, window=window) if answers is None else answers
     rows = summarize(answers, budget_ms=budget_ms)
-    evaluated_at = datetime.now(timezone.utc)
+    evaluated_at = datetime.now(UTC)
     result = {
         "evaluated_at": evaluated_at.isoformat(),
         "window_hours": window.total_seconds() / 3600,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,7 @@ def simulate(store_uri: str, *, users: int = 600, movies: int = 300, days: int =
             log(f"{kind}: model {card['version']}, run {run.run_id}")
         publish(store, runs, shares=[0.5, 0.5])
         rng = np.random.default_rng(seed + 7)
-        end = max(datetime.now(timezone.utc).replace(tzinfo=None), max(_time(line) for line in history[-50:]))
+        end = max(datetime.now(UTC).replace(tzinfo=None), max(_time(line) for line in history[-50:]))
         start = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         end = start + timedelta(days=days)
         latest_session = (end - start - window - timedelta(hours=1)).total_seconds()

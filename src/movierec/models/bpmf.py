@@ -7,7 +7,7 @@ samples, which beat every point estimate we tried (see docs/model.md).
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def save_model(
     notes: dict[str, Any] | None = None,
 ) -> str:
     """Store a fitted model with its id maps and fallback; returns the new version."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     version = f"{now:%Y%m%dT%H%M%SZ}-{model.kind}-{secrets.token_hex(3)}"
     prefix = f"models/{version}"
     with tempfile.TemporaryDirectory() as tmp:

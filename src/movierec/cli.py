@@ -16,6 +16,8 @@ from movierec.errors import MovierecError
 from movierec.processes import FUNCTIONS
 
 console = Console(stderr=True)
+# Local ports when $PORT is unset: recommend on the stream's own 8082 (SPEC §2), the others beside it.
+LOCAL_PORTS = {"ingest": 8080, "precompute": 8081, "recommend": 8082}
 
 
 def _store(args):
@@ -24,11 +26,16 @@ def _store(args):
     return open_store(args.store)
 
 
+def local_port(function: str) -> int:
+    """$PORT when set (as Knative sets it), else the function's own local port."""
+    return Settings.from_env().port if os.environ.get("PORT") else LOCAL_PORTS[function]
+
+
 def cmd_serve(args) -> int:
     from movierec.processes import serve_command
 
     env = os.environ | {"MOVIEREC_STORE": args.store}
-    command = serve_command(args.function, host=args.host, port=args.port)
+    command = serve_command(args.function, host=args.host, port=args.port or local_port(args.function))
     os.execvpe(command[0], command, env)  # replaces this process: signals reach the server
     return 0
 
@@ -122,6 +129,9 @@ def cmd_precompute(args) -> int:
     from pipelines.fanout import run_local, run_remote, run_workers, start_run
 
     store = _store(args)
+    sink = args.sink or os.environ.get("K_SINK")
+    if not (args.local or args.workers or sink):  # before start_run: no orphan run.json
+        raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --workers N or --local")
     settings = Settings.from_env()
     run = start_run(store, args.model or latest_version(store),
                     partitions=args.partitions or settings.partitions, top_k=settings.top_k)
@@ -134,9 +144,6 @@ def cmd_precompute(args) -> int:
         threads = max(1, (os.cpu_count() or 1) // args.workers)
         run_workers(store, run, workers=args.workers, threads_per_worker=threads, **options)
     else:
-        sink = args.sink or os.environ.get("K_SINK")
-        if not sink:
-            raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --workers N or --local")
         run_remote(store, run, sink, concurrency=args.concurrency, **options)
     print(run.run_id)
     return 0
@@ -145,8 +152,7 @@ def cmd_precompute(args) -> int:
 def cmd_publish(args) -> int:
     from pipelines.publish import publish
 
-    shares = [float(s) for s in args.shares.split(",")] if args.shares else None
-    current = publish(_store(args), args.run_ids, shares=shares)
+    current = publish(_store(args), args.run_ids, shares=args.shares)
     print(json.dumps({k: current[k] for k in ("variants", "published_at")}, indent=2))
     return 0
 
@@ -165,28 +171,66 @@ def cmd_demo(args) -> int:
     return run_demo(args, console)
 
 
+def positive(kind: type):
+    """An argparse type: a number of `kind` above zero."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def shares(text: str) -> list[float]:
+    """A/B shares: comma-separated numbers, e.g. 0.5,0.5 (publish checks that they fit the runs)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shares must be comma-separated numbers, e.g. 0.5,0.5; got {text!r}") from None
+
+
+def _common_options(parser: argparse.ArgumentParser, store: str, *, top: bool) -> None:
+    """--store and -v, before or after the command: only the top level holds their defaults, so a
+    command's parser leaves them alone unless they are given after the command."""
+    parser.add_argument("--store", default=store if top else argparse.SUPPRESS,
+                        help=f"store root URI: a directory or s3://bucket/prefix (default $MOVIEREC_STORE or {store})")
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="log at INFO level")
+
+
+def _every_command(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                yield command
+                yield from _every_command(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__)
-    parser.add_argument("--store", default=settings.store,
-                        help="store root URI: a directory or s3://bucket/prefix (default $MOVIEREC_STORE or %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    _common_options(parser, settings.store, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the whole loop on this machine, then serve recommend on :8082")
     p.add_argument("--movielens", metavar="PATH|NAME",
                    help="MovieLens instead of the synthetic stream: a folder (ml-100k or ml-latest-small), or the "
                         "name ml-latest-small / ml-100k to download it, checksum-verified, into ~/.cache/movierec")
-    p.add_argument("--users", type=int, default=1000, help="synthetic users (default %(default)s)")
+    p.add_argument("--users", type=positive(int), default=1000, help="synthetic users (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
-    p.add_argument("--port", type=int, default=8082, help="port recommend serves on (default %(default)s)")
+    p.add_argument("--port", type=positive(int), default=8082, help="port recommend serves on (default %(default)s)")
     p.add_argument("--no-serve", action="store_true", help="print sample answers and exit instead of serving")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="run one function locally under functions-framework")
     p.add_argument("function", choices=FUNCTIONS)
-    p.add_argument("--port", type=int, default=settings.port)
+    p.add_argument("--port", type=positive(int),
+                   help="default $PORT, else ingest 8080, precompute 8081, recommend 8082 (SPEC §2)")
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=cmd_serve)
 
@@ -194,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", help="stream files (default: the synthetic stream)")
     p.add_argument("--movielens", metavar="PATH|NAME", help="MovieLens ratings turned into stream lines (a folder, or ml-latest-small / ml-100k to download)")
     p.add_argument("--url", default="http://127.0.0.1:8080", help="ingest URL (default %(default)s)")
-    p.add_argument("--rate", type=float, help="lines per second (default: as fast as possible)")
-    p.add_argument("--concurrency", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=500, help="events per request; 1 sends single binary events")
-    p.add_argument("--users", type=int, default=1000, help="synthetic users")
+    p.add_argument("--rate", type=positive(float), help="lines per second (default: as fast as possible)")
+    p.add_argument("--concurrency", type=positive(int), default=4)
+    p.add_argument("--batch-size", type=positive(int), default=500,
+                   help="events per request; 1 sends single binary events")
+    p.add_argument("--users", type=positive(int), default=1000, help="synthetic users")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_replay)
 
@@ -221,20 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("precompute", help="score every user partition: one CloudEvent each to $K_SINK, or --local")
     p.add_argument("--model", help="model version (default: the latest)")
-    p.add_argument("--partitions", type=int, help="partition count (default $MOVIEREC_PARTITIONS or 8)")
+    p.add_argument("--partitions", type=positive(int), help="partition count (default $MOVIEREC_PARTITIONS or 8)")
     p.add_argument("--local", action="store_true", help="run the partitions in this process")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=positive(int), metavar="N",
                    help="start N local precompute processes and send them the events over HTTP")
     p.add_argument("--sink", help="where events go (default $K_SINK)")
-    p.add_argument("--concurrency", type=int, default=4, help="events in flight to the sink (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=600.0,
+    p.add_argument("--concurrency", type=positive(int), default=4,
+                   help="events in flight to the sink (default %(default)s)")
+    p.add_argument("--timeout", type=positive(float), default=600.0,
                    help="seconds after which an unfinished partition is sent again (default %(default)s)")
-    p.add_argument("--max-sends", type=int, default=3, help="sends per partition before giving up (default %(default)s)")
+    p.add_argument("--max-sends", type=positive(int), default=3, help="sends per partition before giving up (default %(default)s)")
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("publish", help="validate a run and make it the served one (two runs: an A/B split)")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    p.add_argument("--shares", help="A/B shares, e.g. 0.5,0.5")
+    p.add_argument("--shares", type=shares, help="A/B shares, e.g. 0.5,0.5")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
@@ -245,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_evaluate(sub)
     register_experiments(sub)
+    for command in _every_command(parser):
+        _common_options(command, settings.store, top=False)
     return parser
 
 

@@ -32,7 +32,7 @@ class FlakySink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                job = parse_request(dict(self.headers), body, default_top_k=20)
+                job = parse_request(dict(self.headers), body)
                 sink.received.append(job["partition"])
                 self.send_response(202)
                 self.end_headers()

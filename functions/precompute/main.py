@@ -24,7 +24,7 @@ def precompute(request: flask.Request):
         return probe_answer(request.path, ready=True) or json_answer({"error": "not found"}, 404)
     started = time.perf_counter()
     try:
-        job = parse_request(request.headers, request.get_data(), default_top_k=SETTINGS.top_k)
+        job = parse_request(request.headers, request.get_data())
         key = precompute_partition(STORE, **job)
     except MovierecError as exc:
         metrics.PRECOMPUTE_PARTITIONS.labels("error").inc()

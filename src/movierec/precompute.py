@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import from_http
 
-from movierec.errors import BadInput, InvalidRun
+from movierec.errors import BadInput, InvalidRun, NotFound
 from movierec.models.registry import LoadedModel, load_model
 from movierec.partitioning import partitions_of
-from movierec.recs import shard_key
+from movierec.recs import Run, load_run, shard_key
 from movierec.scoring import SeenIndex, movie_dtype, top_k_unseen
 from movierec.snapshots import interactions_key, load_manifest
 from movierec.store import Store
@@ -28,7 +28,8 @@ _log = logging.getLogger(__name__)
 # matrix product, small enough that a worker's peak memory stays well under 1 GB.
 BATCH_USERS = 1024
 REQUEST_TYPE = "movierec.precompute.requested.v1"
-_SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
+# Ids become store keys: a leading letter or digit keeps "." and ".." out.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 
 
 def load_seen_index(store: Store, snapshot_id: str, user_ids: np.ndarray, movie_ids: np.ndarray) -> SeenIndex:
@@ -122,21 +123,49 @@ def encode_shard(user_ids: np.ndarray, best: np.ndarray, movie_ids: np.ndarray) 
 
 
 def precompute_partition(
-    store: Store, *, run_id: str, model_version: str, partition: int, partitions: int, top_k: int
+    store: Store,
+    *,
+    run_id: str,
+    partition: int,
+    model_version: str | None = None,
+    partitions: int | None = None,
+    top_k: int | None = None,
 ) -> str:
-    """Write the shard of one partition; a redelivered partition rewrites identical content."""
-    if not 0 <= partition < partitions:
-        raise BadInput(f"partition {partition} outside 0..{partitions - 1}")
-    ctx = CONTEXTS.get(store, model_version)
-    user_ids, best = score_partition(ctx, partition, partitions, top_k)
-    key = shard_key(run_id, partition, partitions)
+    """Write the shard of one partition as the run's run.json says; a redelivered partition rewrites
+    identical content. What the request says must agree with run.json: a stray or foreign event
+    must not overwrite a validated shard with other settings, nor start a run nobody created."""
+    run = _known_run(store, run_id)
+    claims = {"model_version": model_version, "partitions": partitions, "top_k": top_k}
+    wrong = [f"{name} {value!r} (run.json: {getattr(run, name)!r})"
+             for name, value in claims.items() if value is not None and value != getattr(run, name)]
+    if wrong:
+        raise BadInput(f"request contradicts run {run_id}: {', '.join(wrong)}")
+    if not 0 <= partition < run.partitions:
+        raise BadInput(f"partition {partition} outside 0..{run.partitions - 1}")
+    ctx = CONTEXTS.get(store, run.model_version)
+    user_ids, best = score_partition(ctx, partition, run.partitions, run.top_k)
+    key = shard_key(run_id, partition, run.partitions)
     store.put(key, encode_shard(user_ids, best, ctx.model.movie_ids))
     _log.info("wrote %s (%d users)", key, len(user_ids))
     return key
 
 
-def parse_request(headers, body: bytes, *, default_top_k: int) -> dict:
-    """The keyword arguments of `precompute_partition` from a precompute CloudEvent; BadInput if malformed."""
+def _known_run(store: Store, run_id: str) -> Run:
+    # BadInput (400), not NotFound (404): Knative retries a 404, and a run that does not exist
+    # will not appear by retrying the same event.
+    try:
+        return load_run(store, run_id)
+    except NotFound:
+        raise BadInput(f"run {run_id} does not exist (no run.json)") from None
+    except ValueError as exc:  # an id the store refuses as a key, or a run.json that is not JSON
+        raise BadInput(f"run {run_id}: {exc}") from None
+
+
+def parse_request(headers, body: bytes) -> dict:
+    """The keyword arguments of `precompute_partition` from a precompute CloudEvent; BadInput if malformed.
+
+    `top_k` is optional (None: the run's); ints must be JSON integers, so `true` is not partition 1.
+    """
     try:
         event = from_http(dict(headers), body)
     except (ce_errors.GenericException, ValueError, TypeError) as exc:
@@ -146,19 +175,18 @@ def parse_request(headers, body: bytes, *, default_top_k: int) -> dict:
     data = event.get_data()
     if not isinstance(data, dict):
         raise BadInput("data must be a JSON object")
-    try:
-        job = {
-            "run_id": str(data["run_id"]),
-            "model_version": str(data["model_version"]),
-            "partition": int(data["partition"]),
-            "partitions": int(data["partitions"]),
-            "top_k": int(data.get("top_k", default_top_k)),
-        }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInput(f"data needs run_id, model_version, partition, partitions: {exc}") from None
+    missing = [name for name in ("run_id", "model_version", "partition", "partitions") if name not in data]
+    if missing:
+        raise BadInput(f"data needs run_id, model_version, partition, partitions; missing {', '.join(missing)}")
+    job = {name: data[name] for name in ("run_id", "model_version", "partition", "partitions")}
+    job["top_k"] = data.get("top_k")
     for name in ("run_id", "model_version"):
-        if not _SAFE_ID.fullmatch(job[name]):
-            raise BadInput(f"{name} {job[name][:40]!r} has characters outside [A-Za-z0-9._-]")
-    if job["partitions"] < 1 or job["top_k"] < 1:
+        if not isinstance(job[name], str) or not _SAFE_ID.fullmatch(job[name]):
+            raise BadInput(f"{name} must be 1-128 of [A-Za-z0-9._-], starting with a letter or digit: "
+                           f"{str(job[name])[:40]!r}")
+    for name in ["partition", "partitions"] + ([] if job["top_k"] is None else ["top_k"]):
+        if type(job[name]) is not int:  # JSON true is a bool, which isinstance(..., int) would let in
+            raise BadInput(f"{name} must be an integer, not {job[name]!r}")
+    if job["partitions"] < 1 or (job["top_k"] is not None and job["top_k"] < 1):
         raise BadInput("partitions and top_k must be positive")
     return job

@@ -11,7 +11,15 @@ from movierec.errors import InvalidRun, NotFound, NotReady
 from movierec.models.registry import load_model
 from movierec.partitioning import partitions_of
 from movierec.precompute import load_seen_index
-from movierec.recs import SHARD_SCHEMA, Variant, load_run, read_current, shard_key, write_current
+from movierec.recs import (
+    SHARD_SCHEMA,
+    Variant,
+    load_run,
+    publication_history,
+    read_current,
+    shard_key,
+    write_current,
+)
 from movierec.store import Store
 
 
@@ -81,7 +89,7 @@ def _check_shard(key, table, partition, run, model_users, vocabulary, seen) -> N
 
 
 def publish(store: Store, run_ids: list[str], *, shares: list[float] | None = None, validate: bool = True) -> dict:
-    """Publish one run, or two as an A/B split; the previous pointer is kept for rollback."""
+    """Publish one run, or two as an A/B split; what it replaces goes on top of the rollback history."""
     if not 1 <= len(run_ids) <= 2:
         raise InvalidRun("publish one run, or two for an A/B split")
     shares = shares or [1.0 / len(run_ids)] * len(run_ids)
@@ -95,16 +103,36 @@ def publish(store: Store, run_ids: list[str], *, shares: list[float] | None = No
     try:
         previous = read_current(store)
     except NotReady:
-        previous = None
-    return write_current(store, variants, previous=previous)
+        return write_current(store, variants, previous=None, history=[])
+    return write_current(store, variants, previous=previous, history=[previous, *publication_history(previous)])
 
 
 def rollback(store: Store) -> dict:
-    """Republish what CURRENT pointed to before the last publish."""
+    """Republish the publication before the current one; each further rollback steps one further back.
+
+    Its runs must still be whole (a lifecycle rule deletes old runs). They are not validated again
+    (20 s at 1 M users, in an emergency): they were when first published and shards are not
+    rewritten with other content; what befalls an old run is deletion, which one listing finds.
+    """
     current = read_current(store)
-    if not current.get("previous"):
-        raise InvalidRun("nothing to roll back to: only one run was ever published")
-    variants = [Variant(**v) for v in current["previous"]["variants"]]
-    return write_current(store, variants, previous=current)
+    history = publication_history(current)
+    if not history:
+        raise InvalidRun("nothing to roll back to: recs/CURRENT records no earlier publication")
+    variants = [Variant(**v) for v in history[0]["variants"]]
+    for variant in variants:
+        check_run_present(store, variant.run_id)
+    return write_current(store, variants, previous=current, history=history[1:])
 
 
+def check_run_present(store: Store, run_id: str) -> None:
+    """InvalidRun unless the run's run.json and every one of its shards exist."""
+    try:
+        run = load_run(store, run_id)
+    except NotFound:
+        raise InvalidRun(f"cannot roll back to run {run_id}: its run.json is missing "
+                         "(publish another run with `movierec publish RUN_ID`)") from None
+    present = set(store.list(f"recs/{run_id}/"))
+    missing = [p for p in range(run.partitions) if shard_key(run_id, p, run.partitions) not in present]
+    if missing:
+        raise InvalidRun(f"cannot roll back to run {run_id}: shards {missing[:10]} of 0..{run.partitions - 1} are "
+                         "missing (publish another run with `movierec publish RUN_ID`)")

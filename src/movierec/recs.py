@@ -14,6 +14,7 @@ from movierec.errors import NotFound, NotReady
 from movierec.store import Store
 
 CURRENT_KEY = "recs/CURRENT"
+HISTORY = 10  # earlier publications kept in CURRENT: how many rollbacks in a row can step back
 SHARD_SCHEMA = pa.schema([("user_id", pa.int64()), ("movies", pa.list_(pa.string()))])
 
 
@@ -73,12 +74,31 @@ def current_variants(current: dict[str, Any]) -> list[Variant]:
     return [Variant(**v) for v in current["variants"]]
 
 
-def write_current(store: Store, variants: list[Variant], *, previous: dict[str, Any] | None) -> dict:
-    """Replace recs/CURRENT atomically; the previous pointer is kept inside for rollback."""
+def publication_history(current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The earlier publications that rollback can return to, newest first. A CURRENT written before
+    `history` existed has only `previous` (an object or null): that one is its history."""
+    if "history" in current:
+        return current["history"]
+    return [current["previous"]] if current.get("previous") else []
+
+
+def write_current(
+    store: Store, variants: list[Variant], *, previous: dict[str, Any] | None, history: list[dict[str, Any]]
+) -> dict:
+    """Replace recs/CURRENT atomically.
+
+    `previous` is the publication this one replaces (the A/B report attributes earlier answers to
+    it); `history` is what rollback steps back through, newest first, bounded to HISTORY entries.
+    """
     current = {
         "variants": [asdict(v) for v in variants],
         "published_at": datetime.now(UTC).isoformat(),
-        "previous": {k: previous[k] for k in ("variants", "published_at")} if previous else None,
+        "previous": _publication(previous) if previous else None,
+        "history": [_publication(p) for p in history[:HISTORY]],
     }
     store.put(CURRENT_KEY, json.dumps(current, indent=2).encode())
     return current
+
+
+def _publication(current: dict[str, Any]) -> dict[str, Any]:
+    return {k: current[k] for k in ("variants", "published_at")}

@@ -159,7 +159,12 @@ class VariantIndex:
 
     def _load(self, partition: int) -> Shard:
         key = shard_key(self.run.run_id, partition, self.run.partitions)
-        table = pq.read_table(pa.BufferReader(self.store.get(key)), read_dictionary=["movies.list.element"])
+        try:
+            table = pq.read_table(pa.BufferReader(self.store.get(key)), read_dictionary=["movies.list.element"])
+        except (NotFound, pa.ArrowException) as exc:
+            # Deleted (an expired run) or unreadable: 503 like a store outage; the path stays in the log.
+            _log.error("shard %s of run %s cannot be loaded: %s", key, self.run.run_id, exc)
+            raise NotReady("recommendations for this user cannot be loaded right now") from None
         user_ids = table["user_id"].to_numpy()
         if len(user_ids) > 1 and not np.all(user_ids[1:] > user_ids[:-1]):  # precompute writes them sorted
             table = table.take(np.argsort(user_ids, kind="stable"))

@@ -84,13 +84,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
   bucket = aws_s3_bucket.store.id
 
   # Old recommendation runs: cheaper storage after a month (still instantly readable,
-  # so `movierec rollback` keeps working), deleted after recs_expiration_days.
+  # so `movierec rollback` keeps working), deleted after recs_expiration_days. Only the
+  # shards (megabytes): recs/CURRENT, run.json and evaluations are a few KB and never
+  # expire, so a CURRENT left unchanged for long is not deleted under recommend.
   rule {
     id     = "recs-runs"
     status = "Enabled"
 
     filter {
-      prefix = "${var.store_prefix}/recs/"
+      and {
+        prefix                   = "${var.store_prefix}/recs/"
+        object_size_greater_than = 65536
+      }
     }
 
     transition {

@@ -189,7 +189,7 @@ variable "recs_ia_transition_days" {
 }
 
 variable "recs_expiration_days" {
-  description = "Days after which recommendation shards are deleted. Must exceed the longest gap between two publishes: a run still in recs/CURRENT past this age loses its shards. Null keeps runs forever."
+  description = "Days after which recommendation shards (objects over 64 KiB under recs/) are deleted. Must exceed the longest gap between two publishes: a run still in recs/CURRENT past this age loses its shards (recs/CURRENT itself never expires). Null keeps runs forever."
   type        = number
   default     = 180
 

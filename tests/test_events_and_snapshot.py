@@ -113,3 +113,15 @@ def test_psi_is_zero_for_the_same_shape():
     assert psi([10, 20, 30], [20, 40, 60]) == 0.0
     assert psi([0, 0], [1, 2]) is None
     assert psi([50, 50], [90, 10]) > 0.2
+
+
+def test_a_batch_is_named_by_its_content_not_only_its_ids(store):
+    """Different lines under the same (source, id) pairs must never be dropped as a 'redelivery'."""
+    first = events(LINES[3:5])
+    other = events(["2026-11-05T10:05,9,GET /rate/z+2009=1", "2026-11-05T10:06,9,GET /rate/y+2009=2"])
+    (key,) = write_events(store, first)
+    (other_key,) = write_events(store, other)
+    assert other_key != key
+    assert write_events(store, list(reversed(events(LINES[3:5])))) == [key]  # a redelivery, in any order
+    rows = [r for k in event_keys(store, "rate") for r in store.get_parquet(k).to_pylist()]
+    assert sorted(r["user_id"] for r in rows) == [1, 1, 9, 9]

@@ -14,7 +14,7 @@ from cloudevents.conversion import to_binary
 
 from movierec.events import KINDS_STORED, event_keys
 from movierec.processes import FunctionProcess
-from movierec.replay import line_event, replay
+from movierec.replay import line_event, line_id, replay
 from movierec.store import open_store
 from pipelines.snapshot import make_snapshot
 from tests.conftest import CREDENTIALS, Seaweed, dataset, small_world_lines
@@ -125,7 +125,7 @@ def test_replaying_the_whole_course_stream(tmp_path):
             raw = path.read_bytes().decode("utf-8", "surrogateescape").splitlines()
             stats = replay(ingest.url, raw, source=path.name, batch_size=400, concurrency=4)
             assert set(stats.statuses) == {200}, stats.statuses
-            sent.update((path.name, str(i)) for i in range(len(raw)))
+            sent.update((path.name, line_id(path.name, i, line)) for i, line in enumerate(raw))
     store = open_store(uri)
     assert stored_ids(store) == sent
     quarantined = sum(store.get_parquet(k).num_rows for k in event_keys(store, "quarantine"))

@@ -2,8 +2,9 @@
 
 Every row keeps the CloudEvent's `source` and `id`, the pair that identifies
 an event, so that snapshots can drop redeliveries. A batch file's name is a
-hash of the events it holds, and files are created only if absent: writing
-the same batch twice is a no-op, never an overwrite.
+hash of the events it holds (identity and raw line), and files are created
+only if absent: writing the same batch twice is a no-op, never an overwrite,
+and different lines can never be mistaken for a batch already written.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ KINDS_STORED = tuple(SCHEMAS)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One delivered stream line: parsed, or quarantined with its reason and raw bytes."""
+    """One delivered stream line with its raw bytes: parsed, or quarantined with its reason."""
 
     source: str
     id: str
@@ -76,7 +77,7 @@ def event_from_line(source: str, event_id: str, raw: bytes, *, received_at: date
         return Event(source, event_id, received_at, None, "not_utf8", raw)
     except LineError as exc:
         return Event(source, event_id, received_at, None, exc.reason, raw)
-    return Event(source, event_id, received_at, record)
+    return Event(source, event_id, received_at, record, raw=raw)
 
 
 _FIELDS = {
@@ -103,15 +104,20 @@ def _table(kind: str, group: list[Event]) -> pa.Table:
 
 
 def batch_name(events: list[Event]) -> str:
-    """Deterministic name for a batch: the same events always map to the same file."""
+    """A batch named by its content: the same events (in any order) map to the same file, and a batch
+    holding any other line never does, even under the same (source, id) pairs (replays, producer bugs)."""
     digest = hashlib.sha256()
-    for key in sorted(f"{e.source}\x00{e.id}" for e in events):
-        digest.update(key.encode("utf-8", "surrogatepass") + b"\x01")
+    for source, event_id, raw in sorted((e.source, e.id, e.raw) for e in events):
+        for part in (source.encode("utf-8", "surrogatepass"), event_id.encode("utf-8", "surrogatepass"), raw):
+            digest.update(len(part).to_bytes(8, "little") + part)  # length-prefixed: no two splits hash alike
     return digest.hexdigest()[:32]
 
 
 def write_events(store: Store, events: list[Event]) -> list[str]:
-    """Write events as one parquet file per (kind, arrival day); returns the keys. Durable on return."""
+    """Write events as one parquet file per (kind, arrival day); returns the keys. Durable on return.
+
+    A file that exists already holds these very lines (the name is their hash): a redelivered
+    batch, which snapshots would count once anyway, so it is not written again."""
     groups: dict[tuple[str, str], list[Event]] = defaultdict(list)
     days: dict[datetime, str] = {}  # events of one request share their arrival time
     for event in events:

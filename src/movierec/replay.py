@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import requests
@@ -39,6 +41,25 @@ class ReplayStats:
         )
 
 
+def line_id(origin: str, number: int, line: str | bytes) -> str:
+    """An event id from where a line is (origin, line number) and what it holds: sending the same
+    input again is a redelivery (deduplicated), and different lines never share an id."""
+    raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    digest = hashlib.sha256(f"{origin}\x00{number}\x00".encode("utf-8", "surrogatepass") + raw)
+    return f"{number}-{digest.hexdigest()[:24]}"
+
+
+def file_lines(paths: Iterable[str | Path]) -> Iterator[tuple[str, str]]:
+    """Each file's lines as (event id, line), named by the file's resolved path: two files under one
+    name (a rotated log) never collide, and replaying a file again sends the same events."""
+    for path in paths:
+        origin = str(Path(path).resolve())
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for number, line in enumerate(f):
+                line = line.rstrip("\n")
+                yield line_id(origin, number, line), line
+
+
 def line_event(source: str, event_id: str, line: str | bytes) -> CloudEvent:
     """A single line as KafkaSource sends it: the raw bytes as the body (binary mode)."""
     raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
@@ -58,7 +79,7 @@ def _structured(source: str, event_id: str, line: str) -> dict:
 
 def replay(
     url: str,
-    lines: Iterable[str],
+    lines: Iterable[str] | Iterable[tuple[str, str]],
     *,
     source: str = "movierec/replay",
     batch_size: int = 500,
@@ -67,7 +88,10 @@ def replay(
     max_retries: int = 8,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayStats:
-    """Send every line (ids are line numbers); batch_size 1 sends binary-mode single events.
+    """Send every line; batch_size 1 sends binary-mode single events.
+
+    `lines` are lines, whose ids come from `source`, line number and content (`line_id`), or
+    (id, line) pairs that carry their own ids (`file_lines`).
 
     5xx and 429 answers are retried with backoff, as Knative's delivery does; a
     4xx is a bug in what was sent and stops the replay.
@@ -78,24 +102,24 @@ def replay(
     started = time.perf_counter()
 
     def chunks():
-        chunk: list[tuple[int, str]] = []
+        chunk: list[tuple[str, str]] = []
         for number, line in enumerate(lines):
-            chunk.append((number, line))
+            chunk.append(line if isinstance(line, tuple) else (line_id(source, number, line), line))
             if len(chunk) == batch_size:
                 yield chunk
                 chunk = []
         if chunk:
             yield chunk
 
-    def send(chunk: list[tuple[int, str]]) -> None:
+    def send(chunk: list[tuple[str, str]]) -> None:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         if batch_size == 1:
-            number, line = chunk[0]
-            headers, body = to_binary(line_event(source, str(number), line))
+            event_id, line = chunk[0]
+            headers, body = to_binary(line_event(source, event_id, line))
         else:
             headers = {"Content-Type": BATCH_CONTENT_TYPE}
-            body = json.dumps([_structured(source, str(n), line) for n, line in chunk]).encode()
+            body = json.dumps([_structured(source, event_id, line) for event_id, line in chunk]).encode()
         for attempt in range(max_retries + 1):
             t0 = time.perf_counter()
             try:
@@ -108,7 +132,7 @@ def replay(
             if status < 300:
                 break
             if status not in RETRY_STATUSES or attempt == max_retries:
-                raise MovierecError(f"ingest answered {status} for lines {chunk[0][0]}..{chunk[-1][0]}")
+                raise MovierecError(f"ingest answered {status} for events {chunk[0][0]}..{chunk[-1][0]}")
             with lock:
                 stats.retries += 1
             time.sleep(min(0.05 * 2**attempt, 2.0))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from movierec.store import Store
-from movierec.stream import LineError, Record, parse_line
+from movierec.stream import LineError, Record, RecoRequest, parse_line
 
 _TS = pa.timestamp("us")
 _COMMON = [
@@ -44,6 +44,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "quarantine": pa.schema(_COMMON + [("reason", pa.string()), ("raw", pa.binary())]),
 }
 KINDS_STORED = tuple(SCHEMAS)
+_INT32 = range(-(2**31), 2**31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ def event_from_line(source: str, event_id: str, raw: bytes, *, received_at: date
         return Event(source, event_id, received_at, None, "not_utf8", raw)
     except LineError as exc:
         return Event(source, event_id, received_at, None, exc.reason, raw)
+    if isinstance(record, RecoRequest) and not (record.status in _INT32 and record.latency_ms in _INT32):
+        # The grammar bounds no reco number; one that overflows its column would fail the whole group commit.
+        return Event(source, event_id, received_at, None, "out_of_range", raw)
     return Event(source, event_id, received_at, record, raw=raw)
 
 

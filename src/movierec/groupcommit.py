@@ -9,6 +9,9 @@ requests is what lets a single instance keep up with the stream.
 Up to `writers` batches are written at once: a store write is mostly waiting
 (an fsync, an S3 PUT), and overlapping them keeps throughput from being capped
 at one batch per write latency. Each request still waits for its own batch.
+
+A batch that fails for any reason but the store (a bug, an unwritable value) is
+written again request by request, so one request's events never fail another's.
 """
 
 from __future__ import annotations
@@ -92,11 +95,23 @@ class GroupCommitter:
     def _write_batch(self, taken: list[tuple[list, Future]], done: Callable[[], None]) -> None:
         try:
             self._write([item for items, _ in taken for item in items])
-        except BaseException as exc:  # noqa: BLE001 - every waiting request learns that its events are not stored
-            for _, future in taken:
-                future.set_exception(exc)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request learns whether its events are stored
+            if isinstance(exc, Exception) and not isinstance(exc, StoreUnavailable) and len(taken) > 1:
+                for items, future in taken:  # not the store: perhaps one request's items, so each alone
+                    self._write_alone(items, future)
+            else:
+                for _, future in taken:
+                    future.set_exception(exc)
         else:
             for _, future in taken:
                 future.set_result(None)
         finally:
             done()
+
+    def _write_alone(self, items: list, future: Future) -> None:
+        try:
+            self._write(items)
+        except BaseException as exc:  # noqa: BLE001 - the request learns that its events are not stored
+            future.set_exception(exc)
+        else:
+            future.set_result(None)

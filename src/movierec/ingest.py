@@ -65,7 +65,7 @@ def _unquoted(body: bytes) -> bytes:
         except ValueError:
             return body
         if isinstance(text, str):
-            return text.encode("utf-8", "surrogateescape")
+            return _text_bytes(text)
     return body
 
 
@@ -87,6 +87,11 @@ def _checked(what: str, attributes: Mapping[str, object], data: object) -> Deliv
     for name in ("id", "source", "type"):
         if not isinstance(attributes.get(name), str) or not attributes[name]:
             raise BadInput(f"{what}: {name} is missing or not a string")
+    for name in ("id", "source"):  # JSON allows lone surrogates; stored text cannot hold them
+        try:
+            attributes[name].encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"{what}: {name} is not valid Unicode text") from None
     return attributes["source"], attributes["id"], _line(attributes["type"], data, attributes["id"])
 
 
@@ -95,10 +100,20 @@ def _line(event_type: str, data: object, event_id: str) -> bytes:
     if event_type not in LINE_TYPES:
         raise BadInput(f"event type {event_type!r} is not one of {sorted(LINE_TYPES)}")
     if isinstance(data, str):  # an empty line is a malformed line: quarantined, not refused
-        return data.encode("utf-8", "surrogateescape")
+        return _text_bytes(data)
     if isinstance(data, (bytes, bytearray)) and data:  # binary mode: an empty body carries nothing
         return bytes(data)
     raise BadInput(f"event {event_id!r} carries no text data")
+
+
+def _text_bytes(text: str) -> bytes:
+    """A JSON string's bytes: escaped bytes (how the replay client sends undecodable input) as those
+    bytes; text with any other lone surrogate as surrogatepass bytes. Either way the line is not
+    UTF-8 and is quarantined as `not_utf8` with what was sent, never a 500."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def to_events(delivered: list[Delivered]) -> list[Event]:

@@ -25,15 +25,28 @@ INGESTOR = Ingestor(
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
+async def _body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES: a chunked body declares no length to check first."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
 @aio.http
 async def ingest(request: Request):
     if request.method == "GET":
         return asgi_response(probe_answer(request.url.path, ready=True) or json_answer({"error": "not found"}, 404))
-    if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length") or "0"
+    if not (declared.isascii() and declared.isdigit()):  # int() would also take "-1", " 7", "1_000"
+        result = json_answer({"error": "Content-Length is not a number of bytes"}, 400)
+    elif int(declared) > MAX_BODY_BYTES or (body := await _body(request)) is None:
         result = json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
     else:
         try:
-            result = json_answer({"stored": await INGESTOR.ingest(request.headers, await request.body())}, 200)
+            result = json_answer({"stored": await INGESTOR.ingest(request.headers, body)}, 200)
         except MovierecError as exc:
             result = error_answer(exc)
     metrics.INGEST_REQUESTS.labels(str(result[1])).inc()

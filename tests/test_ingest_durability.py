@@ -160,3 +160,29 @@ def test_hostile_input_is_quarantined_and_changes_nothing_else(tmp_path):
     assert {r["raw"] for r in rows} == {line.encode("utf-8", "surrogateescape") for line in HOSTILE}
     assert all(key.startswith("events/kind=quarantine/") for key in store.list(""))
     assert not any(Path(uri).rglob("passwd"))
+
+
+def test_local_store_fsyncs_every_directory_that_gained_an_entry(tmp_path, monkeypatch):
+    """Power loss cannot be simulated: record what is fsynced. A new `kind=…/date=…/` directory's entry
+    lives in its parent, so each parent of a created directory must be fsynced, not only the file's own."""
+    import os
+
+    from movierec.store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    root, real_fsync, synced = store.root, os.fsync, []
+
+    def recording_fsync(fd):
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        synced.append("file" if path.name.startswith(".tmp-") else path.relative_to(root).as_posix())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    assert store.put_new("events/kind=rate/date=2026-11-01/a.parquet", b"a")
+    assert sorted(synced) == [".", "events", "events/kind=rate", "events/kind=rate/date=2026-11-01", "file"]
+    synced.clear()
+    store.put("events/kind=rate/date=2026-11-01/b.parquet", b"b")  # nothing new above the file
+    assert sorted(synced) == ["events/kind=rate/date=2026-11-01", "file"]
+    synced.clear()
+    store.put("events/kind=rate/date=2026-11-02/c.parquet", b"c")
+    assert sorted(synced) == ["events/kind=rate", "events/kind=rate/date=2026-11-02", "file"]

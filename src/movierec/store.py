@@ -86,7 +86,15 @@ class LocalStore(Store):
         return self.root / _check_key(key)
 
     def _write_temp(self, path: Path, data: bytes) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        created = []  # new directories, deepest first: each parent gains an entry that must be durable too
+        directory = path.parent
+        while not directory.is_dir():
+            created.append(directory)
+            directory = directory.parent
+        for directory in reversed(created):
+            directory.mkdir(exist_ok=True)
+        for directory in created:
+            self._sync_dir(directory)  # fsyncs its parent
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -99,6 +107,7 @@ class LocalStore(Store):
         return tmp
 
     def _sync_dir(self, path: Path) -> None:
+        """Make `path`'s entry in its directory durable."""
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)

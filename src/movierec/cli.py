@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from movierec.processes import FUNCTIONS
 
 console = Console(stderr=True)
 # Local ports when $PORT is unset: recommend on the stream's own 8082 (SPEC §2), the others beside it.
-LOCAL_PORTS = {"ingest": 8080, "precompute": 8081, "recommend": 8082}
+LOCAL_PORTS = {"ingest": 8080, "precompute": 8081, "recommend": 8082, "deadletter": 8083}
 
 
 def _store(args):
@@ -62,11 +63,9 @@ def _lines(args):
         folder = resolve(args.movielens)
         return stream_lines(folder), f"movierec/movielens/{folder.name}"
     if getattr(args, "files", None):
-        def read():
-            for path in args.files:
-                with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    yield from (line.rstrip("\n") for line in f)
-        return read(), f"movierec/replay/{Path(args.files[0]).name}"
+        from movierec.replay import file_lines
+
+        return file_lines(args.files), f"movierec/replay/{Path(args.files[0]).name}"  # ids name path and line
     from movierec.synthetic import make_world, stream_lines
 
     return stream_lines(make_world(users=args.users, seed=args.seed), seed=args.seed), f"movierec/synthetic/{args.seed}"
@@ -165,6 +164,25 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_deadletters(args) -> int:
+    from movierec import deadletters
+
+    store = _store(args)
+    keys = deadletters.keys(store, since=args.since)
+    if args.action == "list":
+        for line in deadletters.summary(store, keys):
+            print(line)
+        print(f"{len(keys)} dead letters")
+        return 0
+    if not args.url:
+        raise MovierecError("deadletters replay needs --url: ingest's URL (or the Broker's, with --type)")
+    result = deadletters.resend(store, args.url, keys, types=args.type or deadletters.STREAM_TYPES)
+    print(f"sent {result.sent}, skipped {result.skipped} of other types, failed {len(result.failed)}")
+    for key in result.failed:
+        print(f"  not delivered: {key}")
+    return 1 if result.failed else 0
+
+
 def cmd_demo(args) -> int:
     from pipelines.demo import run_demo
 
@@ -183,6 +201,13 @@ def positive(kind: type):
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day YYYY-MM-DD: {text!r}") from None
 
 
 def shares(text: str) -> list[float]:
@@ -283,7 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shares", type=shares, help="A/B shares, e.g. 0.5,0.5")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("rollback", help="republish the run that was served before the last publish")
+    p = sub.add_parser("deadletters", help="list the events Knative could not deliver, or replay them")
+    p.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    p.add_argument("--since", metavar="YYYY-MM-DD", type=day, help="only dead letters that arrived on or after this day")
+    p.add_argument("--url", help="replay: where to send them (ingest's URL for stream lines)")
+    p.add_argument("--type", action="append", metavar="TYPE",
+                   help="replay: event types to send (repeatable; default the stream's: "
+                        "dev.knative.kafka.event, movierec.stream.line.v1)")
+    p.set_defaults(func=cmd_deadletters)
+
+    p = sub.add_parser("rollback", help="republish the publication before the current one; again steps further back (up to 10)")
     p.set_defaults(func=cmd_rollback)
 
     from movierec.evaluation.command import register as register_evaluate

@@ -53,6 +53,9 @@ INGEST_BATCH_EVENTS = Histogram(
     buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
 )
 INGEST_STORE_ERRORS = Counter("movierec_ingest_store_errors_total", "Store writes that failed")
+DEADLETTERS = Counter(
+    "movierec_deadletter_events_total", "Events Knative could not deliver, kept in the store, by type", ["type"]
+)
 PRECOMPUTE_SECONDS = Histogram(
     "movierec_precompute_partition_seconds",
     "Time to score and write one partition",

@@ -18,7 +18,7 @@ import requests
 
 from movierec.errors import ConfigError, MovierecError
 
-FUNCTIONS = ("ingest", "precompute", "recommend")
+FUNCTIONS = ("ingest", "precompute", "recommend", "deadletter")
 
 
 def functions_dir() -> Path:

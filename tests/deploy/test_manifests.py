@@ -138,6 +138,18 @@ configMapGenerator:
     assert "  topics:\n  - movielog42\n" in render(overlay)
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dead_letters_are_kept_by_our_function_from_the_ingest_image(rendered: dict[str, Path], overlay: str) -> None:
+    services = by_kind(load_docs(rendered[overlay]), "Service", "serving.knative.dev/")
+    (container,) = services["deadletter"]["spec"]["template"]["spec"]["containers"]
+    ingest = services["ingest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == ingest["image"] and container["envFrom"] == ingest["envFrom"]  # same store
+    assert container["command"][-4:] == ["--source", "functions/deadletter/main.py", "--target", "deadletter"]
+    assert (REPO / "functions/deadletter/main.py").exists()
+    assert "COPY functions/deadletter/ functions/deadletter/" in (REPO / "docker/ingest.Dockerfile").read_text()
+    assert "!functions/deadletter/" in (REPO / "docker/ingest.Dockerfile.dockerignore").read_text()
+
+
 def test_no_credentials_in_manifests(rendered: dict[str, Path]) -> None:
     for path in rendered.values():
         text = path.read_text()

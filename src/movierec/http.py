@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response as StarletteResponse
@@ -10,6 +11,7 @@ from starlette.responses import Response as StarletteResponse
 from movierec import metrics
 from movierec.errors import BadInput, NotFound, NotReady, StoreUnavailable
 
+_log = logging.getLogger(__name__)
 Response = tuple[bytes | str, int, dict[str, str]]
 
 
@@ -23,7 +25,10 @@ def error_answer(exc: Exception) -> Response:
         return json_answer({"error": str(exc)}, 400)
     if isinstance(exc, NotFound):
         return json_answer({"error": str(exc)}, 404)
-    if isinstance(exc, (NotReady, StoreUnavailable)):
+    if isinstance(exc, StoreUnavailable):  # its text names endpoints, buckets and keys: for the log only
+        _log.warning("store unavailable: %s", exc)
+        return json_answer({"error": "the store is unavailable; retry later"}, 503, {"Retry-After": "5"})
+    if isinstance(exc, NotReady):
         return json_answer({"error": str(exc)}, 503, {"Retry-After": "5"})
     return json_answer({"error": "internal error"}, 500)
 

@@ -157,7 +157,7 @@ def _known_run(store: Store, run_id: str) -> Run:
         return load_run(store, run_id)
     except NotFound:
         raise BadInput(f"run {run_id} does not exist (no run.json)") from None
-    except ValueError as exc:  # an id the store refuses as a key, or a run.json that is not JSON
+    except (ValueError, InvalidRun) as exc:  # an id the store refuses as a key, or a broken run.json
         raise BadInput(f"run {run_id}: {exc}") from None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from movierec.errors import NotFound, NotReady
+from movierec.errors import InvalidRun, NotFound, NotReady
 from movierec.store import Store
 
 CURRENT_KEY = "recs/CURRENT"
@@ -47,10 +47,15 @@ def write_run(store: Store, run: Run) -> None:
 
 
 def load_run(store: Store, run_id: str) -> Run:
+    """The run's run.json; NotFound, or InvalidRun for one that is not a run's description."""
     try:
-        return Run(**json.loads(store.get(run_key(run_id))))
+        raw = store.get(run_key(run_id))
     except NotFound:
         raise NotFound(f"run {run_id} not found") from None
+    try:
+        return Run(**json.loads(raw))
+    except (ValueError, TypeError) as exc:  # not JSON, or not these fields
+        raise InvalidRun(f"recs/{run_id}/run.json is not a run description: {exc}") from None
 
 
 @dataclass(frozen=True)

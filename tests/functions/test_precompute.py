@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 from cloudevents.conversion import to_binary, to_structured
 from functions_framework import create_app
 
@@ -98,3 +99,16 @@ def test_dot_ids_and_booleans_are_400(tmp_path, monkeypatch):
         assert answer.status_code == 400, (bad, answer.status_code)
         assert answer.get_json()["error"], bad
     assert open_store(uri).list("recs") == before
+
+
+def test_a_run_json_that_is_not_a_run_is_400_not_500(tmp_path):
+    from movierec.errors import BadInput
+    from movierec.precompute import precompute_partition
+    from movierec.store import LocalStore
+
+    store = LocalStore(tmp_path)
+    for text in (b"{not json", b'{"run_id": "r1", "unexpected": 1}'):
+        store.put("recs/r1/run.json", text)
+        with pytest.raises(BadInput, match="not a run description"):
+            precompute_partition(store, run_id="r1", partition=0)
+    assert store.list("recs/r1") == ["recs/r1/run.json"]

@@ -33,6 +33,8 @@ def test_local_ports_follow_the_spec_unless_port_is_set(monkeypatch):
     ["replay", "--rate", "nan"],
     ["publish", "run-a", "--shares", "abc"],
     ["serve", "recommend", "--port", "0"],
+    ["serve", "recommend", "--port", "70000"],
+    ["deadletters", "--since", "yesterday"],
 ])
 def test_bad_numbers_are_refused_before_anything_runs(argv, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:

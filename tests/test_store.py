@@ -162,3 +162,21 @@ def test_wrong_secret_is_refused(seaweed, monkeypatch):
     with pytest.raises(Exception) as info:
         open_store("s3://movierec-test/x").put("k", b"v")
     assert not isinstance(info.value, NotFound)
+
+
+def test_s3_open_input_reads_to_the_end_in_one_request(seaweed):
+    store = open_store(f"s3://movierec-test/t-{uuid.uuid4().hex[:12]}")
+    data = bytes(range(256)) * 4_000  # 1 MB
+    store.put("big.bin", data)
+    gets = []
+    store._s3.meta.events.register("after-call.s3.GetObject", lambda **_: gets.append(1))
+    with store.open_input("big.bin") as f:
+        f.seek(100)
+        assert f.read() == data[100:]
+    assert len(gets) == 1
+
+
+def test_not_found_names_the_key_but_not_the_store(store):
+    with pytest.raises(NotFound) as info:
+        store.get("nope/x")
+    assert str(info.value) == "nope/x not found"

@@ -11,6 +11,7 @@ import asyncio
 
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import from_http
+from cloudevents.sdk.converters import is_binary
 from functions_framework import aio
 from starlette.requests import Request
 
@@ -21,7 +22,10 @@ from movierec.http import asgi_response, error_answer, json_answer, probe_answer
 from movierec.store import open_store
 
 STORE = open_store(Settings.from_env().store)
-MAX_BODY_BYTES = 32 * 1024 * 1024
+# Kafka records are at most 1 MB by default, and stream lines far less; a small bound keeps a
+# pod of 50 concurrent requests within its memory limit (a body is held about five times).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+KNOWN_TYPES = frozenset((*deadletters.STREAM_TYPES, "movierec.precompute.requested.v1"))
 
 
 @aio.http
@@ -34,12 +38,16 @@ async def deadletter(request: Request):
             body += chunk
             if len(body) > MAX_BODY_BYTES:
                 return asgi_response(json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413))
+        headers = dict(request.headers)
+        # Binary mode: the body is kept as the bytes that were sent (the SDK would parse a body
+        # that looks like JSON, and a replay would then send other bytes than the original).
+        as_sent = {"data_unmarshaller": lambda data: data} if is_binary(headers) else {}
         try:
-            event = from_http(dict(request.headers), bytes(body))
+            event = from_http(headers, bytes(body), **as_sent)
         except (ce_errors.GenericException, ValueError, UnicodeError) as exc:
             raise BadInput(f"not a CloudEvent: {exc}") from None
         key = await asyncio.to_thread(deadletters.keep, STORE, event)
-        metrics.DEADLETTERS.labels(event["type"]).inc()
+        metrics.DEADLETTERS.labels(event["type"] if event["type"] in KNOWN_TYPES else "other").inc()
         result = json_answer({"stored": key}, 200)
     except MovierecError as exc:
         result = error_answer(exc)

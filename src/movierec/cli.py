@@ -176,7 +176,8 @@ def cmd_deadletters(args) -> int:
         return 0
     if not args.url:
         raise MovierecError("deadletters replay needs --url: ingest's URL (or the Broker's, with --type)")
-    result = deadletters.resend(store, args.url, keys, types=args.type or deadletters.STREAM_TYPES)
+    result = deadletters.resend(store, args.url, keys, types=args.type or deadletters.STREAM_TYPES,
+                                concurrency=args.concurrency)
     print(f"sent {result.sent}, skipped {result.skipped} of other types, failed {len(result.failed)}")
     for key in result.failed:
         print(f"  not delivered: {key}")
@@ -201,6 +202,13 @@ def positive(kind: type):
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def port(text: str) -> int:
+    value = positive(int)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {value}")
+    return value
 
 
 def day(text: str) -> str:
@@ -248,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=positive(int), default=1000, help="synthetic users (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
-    p.add_argument("--port", type=positive(int), default=8082, help="port recommend serves on (default %(default)s)")
+    p.add_argument("--port", type=port, default=8082, help="port recommend serves on (default %(default)s)")
     p.add_argument("--no-serve", action="store_true", help="print sample answers and exit instead of serving")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="run one function locally under functions-framework")
     p.add_argument("function", choices=FUNCTIONS)
-    p.add_argument("--port", type=positive(int),
-                   help="default $PORT, else ingest 8080, precompute 8081, recommend 8082 (SPEC §2)")
+    p.add_argument("--port", type=port,
+                   help="default $PORT, else ingest 8080, precompute 8081, recommend 8082 (SPEC §2), deadletter 8083")
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=cmd_serve)
 
@@ -315,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", action="append", metavar="TYPE",
                    help="replay: event types to send (repeatable; default the stream's: "
                         "dev.knative.kafka.event, movierec.stream.line.v1)")
+    p.add_argument("--concurrency", type=positive(int), default=8, help="replay: events in flight (default %(default)s)")
     p.set_defaults(func=cmd_deadletters)
 
     p = sub.add_parser("rollback", help="republish the publication before the current one; again steps further back (up to 10)")

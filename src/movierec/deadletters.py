@@ -4,20 +4,25 @@ The `deadletter` function is the dead-letter sink of the KafkaSource, the Broker
 and the Triggers. It stores each event as structured-mode CloudEvents JSON,
 with the `knativeerror*` extensions Knative adds, under
 `deadletter/date=<day it arrived>/<hash of source, id and data>.json`: a
-redelivered dead letter lands on the same key. `movierec deadletters replay`
-sends them again, as they first were (same source and id, so ingest counts a
-line that did get through only once).
+dead letter redelivered the same day lands on the same key (one redelivered
+after midnight is kept twice; a replay sends it twice, which ingest folds
+away). `movierec deadletters replay` sends them again, as they first were
+(same source, id and data bytes, so ingest counts a line that did get
+through only once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
+from cloudevents import exceptions as ce_errors
 from cloudevents.conversion import to_binary, to_json
 from cloudevents.http import CloudEvent, from_json
 
@@ -27,16 +32,20 @@ PREFIX = "deadletter"
 STREAM_TYPES = ("dev.knative.kafka.event", "movierec.stream.line.v1")  # what ingest takes back
 
 
+def _text(value: str) -> bytes:
+    return value.encode("utf-8", "surrogatepass")  # JSON admits lone surrogates; keep them, don't fail
+
+
 def _data_bytes(event: CloudEvent) -> bytes:
     data = event.data
     if data is None or isinstance(data, bytes):
         return data or b""
-    return data.encode() if isinstance(data, str) else json.dumps(data, sort_keys=True).encode()
+    return _text(data) if isinstance(data, str) else _text(json.dumps(data, sort_keys=True))
 
 
 def key_of(event: CloudEvent, arrived: datetime) -> str:
     digest = hashlib.sha256()
-    for part in (event["source"].encode(), event["id"].encode(), _data_bytes(event)):
+    for part in (_text(event["source"]), _text(event["id"]), _data_bytes(event)):
         digest.update(len(part).to_bytes(8, "big") + part)  # length-prefixed: no two events share a key
     return f"{PREFIX}/date={arrived:%Y-%m-%d}/{digest.hexdigest()[:32]}.json"
 
@@ -55,7 +64,8 @@ def keys(store: Store, since: str | None = None) -> list[str]:
 
 
 def load(store: Store, key: str) -> CloudEvent:
-    return from_json(store.get(key))
+    # data_base64 comes back as the bytes first sent; only a JSON `data` value is parsed.
+    return from_json(store.get(key), data_unmarshaller=lambda d: d if isinstance(d, bytes) else json.loads(d))
 
 
 def original(event: CloudEvent) -> CloudEvent:
@@ -72,24 +82,34 @@ class Resent:
 
 
 def resend(store: Store, url: str, keys_: Iterable[str], *, types: Iterable[str] = STREAM_TYPES,
-           timeout: float = 30.0) -> Resent:
-    """POST each dead letter of the given types to `url` in binary mode; the dead letters stay stored."""
-    wanted, result = set(types), Resent()
-    with requests.Session() as session:
-        for key in keys_:
+           concurrency: int = 8, timeout: float = 30.0) -> Resent:
+    """POST each dead letter of the given types to `url` in binary mode, `concurrency` at a time
+    (each waits on ingest's durable write); the dead letters stay stored."""
+    wanted, result, local = set(types), Resent(), threading.local()
+
+    def send(key: str) -> bool | None:
+        """True: delivered; False: not; None: not a wanted type."""
+        try:
             event = load(store, key)
             if event["type"] not in wanted:
-                result.skipped += 1
-                continue
+                return None
             headers, body = to_binary(original(event))
-            try:
-                ok = session.post(url, headers=headers, data=body, timeout=timeout).ok
-            except requests.RequestException:
-                ok = False
-            if ok:
-                result.sent += 1
-            else:
-                result.failed.append(key)
+            session = getattr(local, "session", None) or requests.Session()
+            local.session = session
+            return session.post(url, headers=headers, data=body, timeout=timeout).ok
+        except (requests.RequestException, ValueError, UnicodeError, ce_errors.GenericException):
+            return False  # unreachable, refused, or a stored object that is not an event: reported by key
+
+    keys_ = list(keys_)
+    with ThreadPoolExecutor(concurrency) as pool:
+        outcomes = list(pool.map(send, keys_))
+    for key, delivered in zip(keys_, outcomes):
+        if delivered is None:
+            result.skipped += 1
+        elif delivered:
+            result.sent += 1
+        else:
+            result.failed.append(key)
     return result
 
 
@@ -98,4 +118,5 @@ def summary(store: Store, keys_: Iterable[str]) -> Iterator[str]:
     for key in keys_:
         event = load(store, key)
         reason = event.get("knativeerrorcode") or "?"
-        yield f"{key.split('/')[1][5:]}  {event['type']}  {event['source']}  {event['id']}  error {reason}"
+        line = f"{key.split('/')[1][5:]}  {event['type']}  {event['source']}  {event['id']}  error {reason}"
+        yield line.encode("utf-8", "backslashreplace").decode()  # printable whatever the sender put in

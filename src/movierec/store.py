@@ -81,20 +81,24 @@ class LocalStore(Store):
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._durable: set[Path] = set()  # directories whose entries are known to be durable
 
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    def _durable_dir(self, directory: Path) -> None:
+        """`directory` exists and its entry, and its parents', are durable. Checked once per directory
+        per process, whoever created it: a writer that finds a directory another thread has just made
+        cannot know that thread's fsync of the parent has happened yet."""
+        if directory == self.root or directory in self._durable:
+            return
+        self._durable_dir(directory.parent)
+        directory.mkdir(exist_ok=True)
+        self._sync_dir(directory)  # its entry lives in its parent
+        self._durable.add(directory)
+
     def _write_temp(self, path: Path, data: bytes) -> str:
-        created = []  # new directories, deepest first: each parent gains an entry that must be durable too
-        directory = path.parent
-        while not directory.is_dir():
-            created.append(directory)
-            directory = directory.parent
-        for directory in reversed(created):
-            directory.mkdir(exist_ok=True)
-        for directory in created:
-            self._sync_dir(directory)  # fsyncs its parent
+        self._durable_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -135,13 +139,13 @@ class LocalStore(Store):
         try:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
-            raise NotFound(f"{key} not found in {self.uri}") from None
+            raise NotFound(f"{key} not found") from None
 
     def open_input(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")  # an open file keeps its version when the key is replaced
         except (FileNotFoundError, IsADirectoryError):
-            raise NotFound(f"{key} not found in {self.uri}") from None
+            raise NotFound(f"{key} not found") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -189,7 +193,7 @@ class S3Store(Store):
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(f"{kwargs.get('Key', '')} not found in {self.uri}") from None
+                raise NotFound(f"{kwargs.get('Key', '').removeprefix(f'{self.prefix}/')} not found") from None
             if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
                 raise StoreUnavailable(f"S3 {code or status}: {exc}") from exc
             raise
@@ -211,7 +215,7 @@ class S3Store(Store):
         return True
 
     def get(self, key: str) -> bytes:
-        return self._call(self._s3.get_object, Key=self._key(key))["Body"].read()
+        return _read_body(self._call(self._s3.get_object, Key=self._key(key))["Body"])
 
     def open_input(self, key: str) -> BinaryIO:
         # A small buffer joins the few tiny reads of a parquet footer; column chunks are read whole.
@@ -263,6 +267,16 @@ class _S3Ranges(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
+    def readall(self) -> bytes:  # one GET to the end, not RawIOBase's loop of 8 KiB reads
+        data = bytearray(max(self._size - self._pos, 0))
+        view, filled = memoryview(data), 0
+        while filled < len(data):
+            n = self.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        return bytes(data[:filled])
+
     def readinto(self, buffer) -> int:
         n = min(len(buffer), self._size - self._pos)
         if n <= 0:
@@ -276,10 +290,20 @@ class _S3Ranges(io.RawIOBase):
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
                 raise StoreUnavailable(f"{self._key} was replaced while being read") from None
             raise
-        data = body.read()
+        data = _read_body(body)
         memoryview(buffer)[: len(data)] = data
         self._pos += len(data)
         return len(data)
+
+
+def _read_body(body) -> bytes:
+    """A response body, read to its end: a connection lost meanwhile is the store being unavailable."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return body.read()
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"S3 read interrupted: {exc}") from exc
 
 
 def open_store(uri: str) -> Store:

@@ -138,6 +138,20 @@ def test_the_user_table_and_binary_search_find_the_same_answers(two_runs, monkey
         assert (answer.source == "popular") == (user in absent)
 
 
+def test_a_user_table_of_int64_slots_finds_the_same_answers(two_runs, monkeypatch):
+    """More than 2^31 / partitions users need 64-bit slots: forced here on a small run."""
+    uri, _, _ = two_runs
+    store = open_store(uri)
+    variant = current_variants(read_current(store))[0]
+    int32 = VariantIndex.open(store, variant).load_all()
+    monkeypatch.setattr(serving, "SLOTS_INT32_BELOW", 0)
+    int64 = VariantIndex.open(store, variant).load_all()
+    assert int32._slots.format == "i" and int64._slots.format in ("l", "q")
+    known = np.concatenate([shard.user_ids for shard in int32._shards])
+    for user in [*map(int, known), 0, int(known.max()) + 1]:
+        assert int64.answer(user).text == int32.answer(user).text
+
+
 def test_ids_publish_would_refuse_keep_the_binary_search(two_runs):
     uri, _, _ = two_runs
     store = open_store(uri)

@@ -44,6 +44,7 @@ _log = logging.getLogger(__name__)
 # A complete variant finds users through a table indexed by user id when the ids are dense enough
 # that it costs at most this many slots (4 bytes each) per user; sparse ids use binary search.
 DIRECT_SLOTS_PER_USER = 8
+SLOTS_INT32_BELOW = 2**31  # slot values (row * partitions + partition) past this need int64
 
 
 def parse_user_id(text: str) -> int:
@@ -148,7 +149,7 @@ class VariantIndex:
         if top >= DIRECT_SLOTS_PER_USER * users:
             return None
         n = self.run.partitions
-        slots = np.full(top + 1, -1, dtype=np.int32 if users * n < 2**31 else np.int64)
+        slots = np.full(top + 1, -1, dtype=np.int32 if users * n < SLOTS_INT32_BELOW else np.int64)
         for partition, shard in enumerate(shards):
             slots[shard.user_ids] = np.arange(len(shard.user_ids)) * n + partition
         return memoryview(slots)

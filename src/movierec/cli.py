@@ -123,28 +123,50 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _fan_out(args):
+    """How `precompute` and `refresh` score a run's partitions: --local, --workers N, or events to
+    --sink / $K_SINK. Checked before anything is written: no orphan run.json."""
+    from pipelines.fanout import run_local, run_remote, run_workers
+
+    sink = args.sink or os.environ.get("K_SINK")
+    if not (args.local or args.workers or sink):
+        raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --workers N or --local")
+
+    def fan_out(store, run, on_done) -> None:
+        options = {"partition_timeout": args.timeout, "max_sends": args.max_sends, "on_done": on_done}
+        if args.local:
+            run_local(store, run, on_done=on_done)
+        elif args.workers:
+            threads = max(1, (os.cpu_count() or 1) // args.workers)
+            run_workers(store, run, workers=args.workers, threads_per_worker=threads, **options)
+        else:
+            run_remote(store, run, sink, concurrency=args.concurrency, **options)
+    return fan_out
+
+
 def cmd_precompute(args) -> int:
     from movierec.models.registry import latest_version
-    from pipelines.fanout import run_local, run_remote, run_workers, start_run
+    from pipelines.fanout import start_run
 
     store = _store(args)
-    sink = args.sink or os.environ.get("K_SINK")
-    if not (args.local or args.workers or sink):  # before start_run: no orphan run.json
-        raise MovierecError("no sink: set K_SINK or pass --sink URL, or use --workers N or --local")
+    fan_out = _fan_out(args)
     settings = Settings.from_env()
     run = start_run(store, args.model or latest_version(store),
                     partitions=args.partitions or settings.partitions, top_k=settings.top_k)
     console.print(f"run {run.run_id}: model {run.model_version}, {run.partitions} partitions")
-    done = lambda p: console.print(f"  partition {p} done")
-    options = {"partition_timeout": args.timeout, "max_sends": args.max_sends, "on_done": done}
-    if args.local:
-        run_local(store, run, on_done=done)
-    elif args.workers:
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
-        run_workers(store, run, workers=args.workers, threads_per_worker=threads, **options)
-    else:
-        run_remote(store, run, sink, concurrency=args.concurrency, **options)
+    fan_out(store, run, lambda p: console.print(f"  partition {p} done"))
     print(run.run_id)
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    from pipelines.pipeline import refresh
+
+    settings = Settings.from_env()
+    done = refresh(_store(args), _fan_out(args), model_kind=args.model, top_k=settings.top_k,
+                   partitions=args.partitions or settings.partitions, evaluate=not args.no_evaluate,
+                   force=args.force, console=console)
+    print(done.run_id or "up to date")
     return 0
 
 
@@ -243,6 +265,20 @@ def _every_command(parser: argparse.ArgumentParser):
                 yield from _every_command(command)
 
 
+def _fan_out_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--partitions", type=positive(int), help="partition count (default $MOVIEREC_PARTITIONS or 8)")
+    p.add_argument("--local", action="store_true", help="run the partitions in this process")
+    p.add_argument("--workers", type=positive(int), metavar="N",
+                   help="start N local precompute processes and send them the events over HTTP")
+    p.add_argument("--sink", help="where events go (default $K_SINK)")
+    p.add_argument("--concurrency", type=positive(int), default=4,
+                   help="events in flight to the sink (default %(default)s)")
+    p.add_argument("--timeout", type=positive(float), default=600.0,
+                   help="seconds after which an unfinished partition is sent again (default %(default)s)")
+    p.add_argument("--max-sends", type=positive(int), default=3,
+                   help="sends per partition before giving up (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="movierec", description=__doc__)
@@ -299,17 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("precompute", help="score every user partition: one CloudEvent each to $K_SINK, or --local")
     p.add_argument("--model", help="model version (default: the latest)")
-    p.add_argument("--partitions", type=positive(int), help="partition count (default $MOVIEREC_PARTITIONS or 8)")
-    p.add_argument("--local", action="store_true", help="run the partitions in this process")
-    p.add_argument("--workers", type=positive(int), metavar="N",
-                   help="start N local precompute processes and send them the events over HTTP")
-    p.add_argument("--sink", help="where events go (default $K_SINK)")
-    p.add_argument("--concurrency", type=positive(int), default=4,
-                   help="events in flight to the sink (default %(default)s)")
-    p.add_argument("--timeout", type=positive(float), default=600.0,
-                   help="seconds after which an unfinished partition is sent again (default %(default)s)")
-    p.add_argument("--max-sends", type=positive(int), default=3, help="sends per partition before giving up (default %(default)s)")
+    _fan_out_options(p)
     p.set_defaults(func=cmd_precompute)
+
+    p = sub.add_parser("refresh", help="the scheduled batch job: snapshot, train, precompute and publish, "
+                                       "unless the served model already comes from the latest snapshot")
+    p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the offline evaluation against baselines")
+    p.add_argument("--force", action="store_true", help="train and publish even if nothing is new")
+    _fan_out_options(p)
+    p.set_defaults(func=cmd_refresh)
 
     p = sub.add_parser("publish", help="validate a run and make it the served one (two runs: an A/B split)")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")

@@ -150,6 +150,21 @@ def test_dead_letters_are_kept_by_our_function_from_the_ingest_image(rendered: d
     assert "!functions/deadletter/" in (REPO / "docker/ingest.Dockerfile.dockerignore").read_text()
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_daily_refresh_job_runs_the_batch_steps_through_the_broker(rendered: dict[str, Path], overlay: str) -> None:
+    docs = load_docs(rendered[overlay])
+    (job,) = by_kind(docs, "CronJob", "batch/").values()
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"  # two refreshes would publish over each other
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    precompute = by_kind(docs, "Service", "serving.knative.dev/")["precompute"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == precompute["image"] and container["envFrom"] == precompute["envFrom"]
+    assert container["command"] == ["movierec", "refresh"]
+    (broker,) = by_kind(docs, "Broker").values()
+    sink = next(e["value"] for e in container["env"] if e["name"] == "K_SINK")
+    assert sink == f"http://broker-ingress.knative-eventing.svc.cluster.local/{broker['metadata']['namespace']}/{broker['metadata']['name']}"
+
+
 def test_no_credentials_in_manifests(rendered: dict[str, Path]) -> None:
     for path in rendered.values():
         text = path.read_text()

@@ -3,7 +3,8 @@ snapshot, train, precompute, publish.
 
 `movierec refresh` (the daily CronJob, knative/base/cronjob-refresh.yaml) runs the batch
 steps; the demo runs them after a replay. A refresh with no new events since the served
-model's snapshot changes nothing, so the job can run as often as wanted.
+model's snapshot changes nothing, so the job can run as often as wanted; neither does one
+while an A/B test is served, or after a rollback from a model of the latest snapshot.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from movierec.errors import NotReady
-from movierec.models.registry import load_card
+from movierec.errors import NotFound, NotReady
+from movierec.models.registry import list_models, load_card
 from movierec.processes import FunctionProcess
-from movierec.recs import Run, current_variants, read_current
+from movierec.recs import Run, publication_history, read_current
 from movierec.replay import ReplayStats, replay
 from movierec.store import Store, open_store
 from pipelines.fanout import run_local, run_remote, start_run
@@ -31,7 +32,7 @@ FanOut = Callable[[Store, Run, Callable[[int], None]], None]  # scores every par
 @dataclass(frozen=True)
 class Refreshed:
     snapshot: dict
-    model: dict | None  # None: the served model already comes from this snapshot
+    model: dict | None  # None: nothing published (see _why_not)
     run_id: str | None
 
 
@@ -51,13 +52,38 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def served_snapshots(store: Store) -> set[str]:
-    """The snapshots the published models were trained on (empty while nothing is published)."""
+def _published_snapshots(store: Store, current: dict) -> set[str]:
+    """The snapshots of every model CURRENT serves or remembers (rolled back from, or earlier)."""
+    publications = [current, *([current["previous"]] if current.get("previous") else []),
+                    *publication_history(current)]
+    snapshots = set()
+    for version in {v["model_version"] for p in publications for v in p["variants"]}:
+        try:
+            snapshots.add(load_card(store, version)["snapshot_id"])
+        except NotFound:  # a deleted model: it cannot be what is served, nor block a refresh
+            pass
+    return snapshots
+
+
+def _why_not(store: Store, snapshot_id: str) -> str | None:
+    """Why a scheduled refresh must leave CURRENT alone, or None. A model trained on this snapshot
+    was published already (and, if it is not served now, rolled back: training it again would undo
+    the rollback), or an A/B test is running (a refresh would end it)."""
     try:
-        variants = current_variants(read_current(store))
+        current = read_current(store)
     except NotReady:
-        return set()
-    return {load_card(store, v.model_version)["snapshot_id"] for v in variants}
+        return None
+    if len(current["variants"]) > 1:
+        return "an A/B test is being served; publishing one run would end it"
+    if snapshot_id in _published_snapshots(store, current):
+        return "a model trained on this snapshot was published already (served, or rolled back)"
+    return None
+
+
+def _trained_on(store: Store, snapshot_id: str, kind: str) -> dict | None:
+    """The newest model of `kind` already trained on the snapshot (left by a refresh that failed later)."""
+    cards = [c for c in list_models(store) if c["snapshot_id"] == snapshot_id and c["kind"] == kind]
+    return cards[-1] if cards else None
 
 
 def refresh(
@@ -71,8 +97,9 @@ def refresh(
     force: bool = False,
     console: Console | None = None,
 ) -> Refreshed:
-    """Snapshot the event log; unless the served model already comes from that snapshot (and not
-    `force`), train on it, score every partition through `fan_out` and publish the run."""
+    """Snapshot the event log, train on it, score every partition through `fan_out` and publish the
+    run. Without `force`, nothing is published while `_why_not` says so, and a model already trained
+    on the snapshot (by a refresh that failed later) is reused rather than trained again."""
     console = console or Console(stderr=True)
     manifest, created = make_snapshot(store)
     counts = manifest["counts"]
@@ -80,14 +107,17 @@ def refresh(
         f"[bold]snapshot[/] {manifest['id']} ({'new' if created else 'unchanged'}): "
         f"{counts['users']:,} users, {counts['movies']:,} movies, {counts['interactions']:,} interactions"
     )
-    if not force and manifest["id"] in served_snapshots(store):
-        console.print("[bold]up to date[/]: the served model was trained on this snapshot")
+    if not force and (reason := _why_not(store, manifest["id"])):
+        console.print(f"[bold]nothing to do[/]: {reason} (--force overrides)")
         return Refreshed(manifest, None, None)
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"train {model_kind}", total=100)
-        card = train(store, snapshot_id=manifest["id"], kind=model_kind, evaluate=evaluate,
-                     progress=lambda f: bar.update(task, completed=round(100 * f)))
-    console.print(f"[bold]train[/] model {card['version']} in {card['train_seconds']:.1f} s")
+    if not force and (card := _trained_on(store, manifest["id"], model_kind)):
+        console.print(f"[bold]train[/] reusing model {card['version']}, already trained on this snapshot")
+    else:
+        with progress_bar(console) as bar:
+            task = bar.add_task(f"train {model_kind}", total=100)
+            card = train(store, snapshot_id=manifest["id"], kind=model_kind, evaluate=evaluate,
+                         progress=lambda f: bar.update(task, completed=round(100 * f)))
+        console.print(f"[bold]train[/] model {card['version']} in {card['train_seconds']:.1f} s")
     run = start_run(store, card["version"], partitions=partitions, top_k=top_k)
     with progress_bar(console) as bar:
         task = bar.add_task("precompute partitions", total=partitions)

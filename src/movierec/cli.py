@@ -160,13 +160,16 @@ def cmd_precompute(args) -> int:
 
 
 def cmd_refresh(args) -> int:
+    from movierec.models.registry import KINDS
     from pipelines.pipeline import refresh
 
+    if args.model not in KINDS:  # before the snapshot is built
+        raise MovierecError(f"unknown model kind {args.model!r}; known: {', '.join(KINDS)}")
     settings = Settings.from_env()
     done = refresh(_store(args), _fan_out(args), model_kind=args.model, top_k=settings.top_k,
                    partitions=args.partitions or settings.partitions, evaluate=not args.no_evaluate,
                    force=args.force, console=console)
-    print(done.run_id or "up to date")
+    print(done.run_id or "nothing published")
     return 0
 
 
@@ -339,10 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("refresh", help="the scheduled batch job: snapshot, train, precompute and publish, "
-                                       "unless the served model already comes from the latest snapshot")
+                                       "unless nothing is new, an A/B test is served or a rollback would be undone")
     p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the offline evaluation against baselines")
-    p.add_argument("--force", action="store_true", help="train and publish even if nothing is new")
+    p.add_argument("--force", action="store_true",
+                   help="train and publish even with nothing new, during an A/B test or after a rollback")
     _fan_out_options(p)
     p.set_defaults(func=cmd_refresh)
 

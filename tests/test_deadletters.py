@@ -91,3 +91,12 @@ def test_a_replayed_dead_letter_carries_the_bytes_first_sent(tmp_path):
     assert (result.sent, result.skipped, len(result.failed)) == (len(bodies), 1, 1)  # the surrogate id: ingest's 400
     rows = [r for key in event_keys(store, "quarantine") for r in store.get_parquet(key).to_pylist()]
     assert sorted(r["raw"] for r in rows) == sorted(bodies)
+
+
+def test_a_structured_text_dead_letter_is_replayed_as_the_line_itself(local_store):
+    """A structured event's `data` is a JSON string; sent again in binary mode it is the line's bytes,
+    not the line in quotes (which ingest would quarantine)."""
+    event = CloudEvent({"type": "movierec.stream.line.v1", "source": "replay", "id": "7"}, LINE)
+    key = deadletters.keep(local_store, event)
+    _, body = to_binary(deadletters.original(deadletters.load(local_store, key)))
+    assert body == LINE.encode()

@@ -180,3 +180,32 @@ def test_not_found_names_the_key_but_not_the_store(store):
     with pytest.raises(NotFound) as info:
         store.get("nope/x")
     assert str(info.value) == "nope/x not found"
+
+
+def test_local_store_writes_again_into_a_directory_removed_behind_its_back(local_store):
+    import shutil
+
+    local_store.put("events/kind=rate/date=2026-11-01/a.parquet", b"a")
+    shutil.rmtree(local_store.root / "events")
+    local_store.put("events/kind=rate/date=2026-11-01/b.parquet", b"b")
+    assert local_store.get("events/kind=rate/date=2026-11-01/b.parquet") == b"b"
+
+
+def test_a_body_cut_off_mid_read_is_the_store_being_unavailable():
+    """A reset or a TLS connection cut while an S3 body streams (faults this machine cannot cause
+    on a loopback server, so the body is a stand-in raising what urllib3 and botocore raise)."""
+    from botocore.exceptions import ReadTimeoutError
+    from urllib3.exceptions import SSLError
+
+    from movierec.store import _read_body
+
+    class Cut:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def read(self):
+            raise self.exc
+
+    for exc in (SSLError("EOF occurred in violation of protocol"), ReadTimeoutError(endpoint_url="http://s3")):
+        with pytest.raises(StoreUnavailable, match="interrupted"):
+            _read_body(Cut(exc))

@@ -23,7 +23,7 @@ from movierec.store import open_store
 
 STORE = open_store(Settings.from_env().store)
 # Kafka records are at most 1 MB by default, and stream lines far less; a small bound keeps a
-# pod of 50 concurrent requests within its memory limit (a body is held about five times).
+# pod's 10 concurrent requests within its memory limit (a body is held about five times).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 KNOWN_TYPES = frozenset((*deadletters.STREAM_TYPES, "movierec.precompute.requested.v1"))
 

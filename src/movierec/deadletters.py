@@ -71,7 +71,8 @@ def load(store: Store, key: str) -> CloudEvent:
 def original(event: CloudEvent) -> CloudEvent:
     """The event as it was first sent: without the extensions Knative added on dead-lettering."""
     attributes = {k: v for k, v in event.get_attributes().items() if not k.startswith("knativeerror")}
-    return CloudEvent(attributes, event.data)
+    data = _text(event.data) if isinstance(event.data, str) else event.data  # a line, not a JSON string
+    return CloudEvent(attributes, data)
 
 
 @dataclass

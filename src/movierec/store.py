@@ -99,7 +99,12 @@ class LocalStore(Store):
 
     def _write_temp(self, path: Path, data: bytes) -> str:
         self._durable_dir(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except FileNotFoundError:  # removed behind this process's back: check the whole path again
+            self._durable.clear()
+            self._durable_dir(path.parent)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -275,7 +280,7 @@ class _S3Ranges(io.RawIOBase):
             if not n:
                 break
             filled += n
-        return bytes(data[:filled])
+        return bytes(view[:filled])
 
     def readinto(self, buffer) -> int:
         n = min(len(buffer), self._size - self._pos)
@@ -299,10 +304,11 @@ class _S3Ranges(io.RawIOBase):
 def _read_body(body) -> bytes:
     """A response body, read to its end: a connection lost meanwhile is the store being unavailable."""
     from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError  # a TLS connection cut mid-body is not a BotoCoreError
 
     try:
         return body.read()
-    except BotoCoreError as exc:
+    except (BotoCoreError, HTTPError) as exc:
         raise StoreUnavailable(f"S3 read interrupted: {exc}") from exc
 
 

@@ -102,3 +102,10 @@ def test_refresh_without_a_sink_or_with_an_unknown_kind_writes_nothing(tmp_path,
     assert main(["--store", uri, "refresh", "--model", "popularity"]) == 2
     assert main(["--store", uri, "refresh", "--local", "--model", "no-such-kind"]) == 2
     assert store.list("snapshots") == [] and store.list("models") == [] and store.list("recs") == []
+
+
+def test_a_broken_current_is_a_clear_error(published, capsys):
+    uri, _, store = published
+    store.put("recs/CURRENT", b"{not json")
+    assert main(["--store", uri, *REFRESH]) == 2
+    assert "recs/CURRENT is not valid JSON" in capsys.readouterr().err

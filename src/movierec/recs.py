@@ -69,10 +69,13 @@ class Variant:
 def read_current(store: Store) -> dict[str, Any]:
     """The published pointer; raises NotReady while nothing is published."""
     try:
-        current = json.loads(store.get(CURRENT_KEY))
+        raw = store.get(CURRENT_KEY)
     except NotFound:
         raise NotReady("nothing published yet") from None
-    return current
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRun(f"recs/CURRENT is not valid JSON ({exc}): publish a run again") from None
 
 
 def current_variants(current: dict[str, Any]) -> list[Variant]:

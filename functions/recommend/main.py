@@ -42,7 +42,8 @@ async def recommend(request: Request):
     if not path.startswith(PREFIX):
         if path == "/metrics" and (age := SERVICE.run_age_seconds()) is not None:
             metrics.RECOMMEND_RUN_AGE.set(age)
-        return asgi_response(probe_answer(path, ready=SERVICE.ready) or json_answer({"error": "not found"}, 404))
+        ready = SERVICE.ready or (path == "/readyz" and await asyncio.to_thread(SERVICE.ready_after_first_load, 2.0))
+        return asgi_response(probe_answer(path, ready=ready) or json_answer({"error": "not found"}, 404))
     started = time.perf_counter()
     try:
         user_id = parse_user_id(path[len(PREFIX) :])

@@ -318,6 +318,14 @@ class RecommendService:
             return None
         return published.pick(user_id).answer(user_id)
 
+    def ready_after_first_load(self, wait: float) -> bool:
+        """Ready, waiting up to `wait` seconds for a just-started instance's first read of CURRENT:
+        a probe that lands on a fresh worker should see what that worker is about to serve."""
+        self.ensure_started()
+        if self._published is None:
+            self._loaded_once.wait(wait)
+        return self.ready
+
     def run_age_seconds(self) -> float | None:
         return None if self._published is None else time.time() - self._published.published_at
 

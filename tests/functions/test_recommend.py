@@ -44,6 +44,15 @@ def test_answers_after_publish(store_uri, lines, recommend_client):
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_fresh_instance_is_ready_at_its_first_probe(tmp_path, lines, recommend_client):
+    """Knative's probe may be a worker's very first request: it waits for the first read of CURRENT
+    (at most 2 s) instead of answering 503 while the publication is a few milliseconds away."""
+    uri = str(tmp_path / "store")
+    build_published(uri, lines)
+    for _ in range(3):
+        assert recommend_client(uri).get("/readyz").status_code == 200
+
+
 def test_json_answer_and_popular_fallback(store_uri, lines, recommend_client):
     built = build_published(store_uri, lines)
     client = recommend_client(store_uri)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from movierec import deadletters, metrics
 from movierec.config import Settings
 from movierec.errors import BadInput, MovierecError
-from movierec.http import asgi_response, error_answer, json_answer, probe_answer
+from movierec.http import asgi_response, error_answer, json_answer, probe_answer, read_body
 from movierec.store import open_store
 
 STORE = open_store(Settings.from_env().store)
@@ -33,17 +33,14 @@ async def deadletter(request: Request):
     if request.method == "GET":
         return asgi_response(probe_answer(request.url.path, ready=True) or json_answer({"error": "not found"}, 404))
     try:
-        body = bytearray()
-        async for chunk in request.stream():  # bounded while reading: a chunked body has no Content-Length
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return asgi_response(json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413))
+        if (body := await read_body(request, MAX_BODY_BYTES)) is None:
+            return asgi_response(json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413))
         headers = dict(request.headers)
         # Binary mode: the body is kept as the bytes that were sent (the SDK would parse a body
         # that looks like JSON, and a replay would then send other bytes than the original).
         as_sent = {"data_unmarshaller": lambda data: data} if is_binary(headers) else {}
         try:
-            event = from_http(headers, bytes(body), **as_sent)
+            event = from_http(headers, body, **as_sent)
         except (ce_errors.GenericException, ValueError, UnicodeError) as exc:
             raise BadInput(f"not a CloudEvent: {exc}") from None
         key = await asyncio.to_thread(deadletters.keep, STORE, event)

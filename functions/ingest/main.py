@@ -12,7 +12,7 @@ from starlette.requests import Request
 from movierec import metrics
 from movierec.config import Settings
 from movierec.errors import MovierecError
-from movierec.http import asgi_response, error_answer, json_answer, probe_answer
+from movierec.http import asgi_response, error_answer, json_answer, probe_answer, read_body
 from movierec.ingest import Ingestor
 from movierec.store import open_store
 
@@ -25,16 +25,6 @@ INGESTOR = Ingestor(
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
-async def _body(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY_BYTES: a chunked body declares no length to check first."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
-
-
 @aio.http
 async def ingest(request: Request):
     if request.method == "GET":
@@ -42,7 +32,7 @@ async def ingest(request: Request):
     declared = request.headers.get("content-length") or "0"
     if not (declared.isascii() and declared.isdigit()):  # int() would also take "-1", " 7", "1_000"
         result = json_answer({"error": "Content-Length is not a number of bytes"}, 400)
-    elif int(declared) > MAX_BODY_BYTES or (body := await _body(request)) is None:
+    elif int(declared) > MAX_BODY_BYTES or (body := await read_body(request, MAX_BODY_BYTES)) is None:
         result = json_answer({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
     else:
         try:

@@ -53,6 +53,17 @@ def asgi_response(result: Response) -> StarletteResponse:
     return StarletteResponse(body, status, headers=headers)
 
 
+async def read_body(request, limit: int) -> bytes | None:
+    """A request's body, or None once it passes `limit` bytes: bounded while reading, since a
+    chunked body declares no length to check first."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def encoded_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     """Headers as ASGI sends them: lower-case latin-1 bytes."""
     return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())

@@ -318,23 +318,23 @@ class RecommendService:
             return None
         return published.pick(user_id).answer(user_id)
 
-    def ready_after_first_load(self, wait: float) -> bool:
-        """Ready, waiting up to `wait` seconds for a just-started instance's first read of CURRENT:
-        a probe that lands on a fresh worker should see what that worker is about to serve."""
+    def _first_publication(self, wait: float) -> Published | None:
+        """What is served, waiting up to `wait` seconds for a just-started instance's first read of CURRENT."""
         self.ensure_started()
         if self._published is None:
             self._loaded_once.wait(wait)
-        return self.ready
+        return self._published
+
+    def ready_after_first_load(self, wait: float) -> bool:
+        """Ready, once a fresh worker has read CURRENT: a probe that lands on it should see what
+        it is about to serve."""
+        return self._first_publication(wait) is not None
 
     def run_age_seconds(self) -> float | None:
         return None if self._published is None else time.time() - self._published.published_at
 
     def recommend(self, user_id: int, *, wait: float = 10.0) -> Answer:
-        self.ensure_started()
-        published = self._published
-        if published is None:
-            self._loaded_once.wait(wait)
-            published = self._published
+        published = self._first_publication(wait)
         if published is None:
             raise NotReady("no recommendations published yet")
         return published.pick(user_id).answer(user_id)

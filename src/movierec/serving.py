@@ -5,8 +5,8 @@ Shards are read with parquet's dictionary codes (2 bytes a movie), never as
 shard is in (~16 MB). A cold instance answers as soon as the shard of the
 asked user is in memory and loads the rest in the background; a new CURRENT
 is loaded completely before it replaces the served one. An answer is rendered
-straight from the codes: this is recommend's request path, measured step by
-step in docs/serving.md.
+straight from the codes, in C (`movierec._render`): this is recommend's
+request path, measured step by step in docs/serving.md.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec import metrics
+from movierec._render import Renderer
 from movierec.errors import BadInput, MovierecError, NotFound, NotReady
 from movierec.http import encoded_headers
 from movierec.models.registry import load_popular
@@ -55,25 +56,19 @@ def parse_user_id(text: str) -> int:
 
 
 class Answer(NamedTuple):
-    """One user's answer, rendered only in the form a request asks for (a tuple: one per request)."""
+    """One user's answer (a tuple: one per request), rendered as the plain-text body."""
 
     user_id: int
     index: VariantIndex
-    codes: Sequence[int] | None  # into the variant's vocabulary; None: a new user, the popular fallback
-    source: str  # "personalized", or "popular" for the fallback
+    text: bytes  # the movie ids joined by commas, UTF-8
+    source: str  # "personalized", or "popular" for a new user (the fallback)
 
     @property
     def movies(self) -> list[str]:
-        if self.codes is None:
+        """The movie ids as a list, for a JSON answer."""
+        if self.source == "popular":
             return self.index.popular
-        return list(map(self.index.vocabulary.__getitem__, self.codes))
-
-    @property
-    def text(self) -> bytes:
-        """The movie ids joined by commas, UTF-8: the plain-text answer."""
-        if self.codes is None:
-            return self.index.popular_text
-        return b",".join(map(self.index.encoded.__getitem__, self.codes))
+        return self.index.lookup(self.user_id)
 
     @property
     def variant(self) -> str:
@@ -113,7 +108,7 @@ class VariantIndex:
         self.headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": variant.run_id, "X-Variant": variant.name}
         self.text_headers = encoded_headers(self.headers | {"Content-Type": "text/plain; charset=utf-8"})
         self.vocabulary: list[str] = []
-        self.encoded: list[bytes] = []  # the vocabulary in UTF-8, for plain-text answers
+        self.renderer = Renderer()  # the vocabulary in UTF-8; once complete, the user table too
         self._codes_of: dict[str, int] = {}
         self._shards: list[Shard | None] = [None] * run.partitions
         self._slots: memoryview | None = None  # user id -> row * partitions + partition, or -1
@@ -135,7 +130,12 @@ class VariantIndex:
         for partition in range(self.run.partitions):
             self.shard(partition)
         if self._slots is None:
-            self._slots = self._direct_slots(self._shards)
+            slots = self._direct_slots(self._shards)
+            if slots is not None:  # given to the renderer before `answer` may use it
+                shards = self._shards
+                offsets, codes = tuple(s._offsets for s in shards), tuple(s._codes for s in shards)
+                self.renderer.set_users(slots, self.run.partitions, offsets, codes)
+            self._slots = slots
         return self
 
     def _direct_slots(self, shards: list[Shard]) -> memoryview | None:
@@ -184,7 +184,7 @@ class VariantIndex:
         if code is None:
             code = self._codes_of[movie] = len(self.vocabulary)
             self.vocabulary.append(movie)
-            self.encoded.append(movie.encode())
+            self.renderer.add(movie.encode())
         return code
 
     def codes(self, user_id: int) -> Sequence[int] | None:
@@ -200,8 +200,14 @@ class VariantIndex:
         return None if row is None else shard.codes_at(row)
 
     def answer(self, user_id: int) -> Answer:
-        codes = self.codes(user_id)
-        return Answer(user_id, self, codes, "popular" if codes is None else "personalized")
+        if self._slots is not None:  # every shard in memory: found and rendered in one C call
+            text = self.renderer.render(user_id)
+        else:
+            codes = self.codes(user_id)
+            text = None if codes is None else self.renderer.join(codes)
+        if text is None:
+            return Answer(user_id, self, self.popular_text, "popular")
+        return Answer(user_id, self, text, "personalized")
 
     def lookup(self, user_id: int) -> list[str] | None:
         """The user's movies; None for a user the run does not know."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -74,6 +77,47 @@ def test_images_run_unprivileged_with_a_healthcheck(dockerfile: Path) -> None:
     if function == "recommend":
         instructions = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
         assert '".[recommend]"' in instructions and "torch" not in instructions.lower()
+
+
+def copied(dockerfile: Path, stage: int | None = None) -> list[str]:
+    """The paths of the build context that a Dockerfile COPYs (not those from another stage),
+    in all its stages or in the given one."""
+    stages = re.split(r"^FROM .*$", dockerfile.read_text(), flags=re.MULTILINE)[1:]
+    paths = []
+    for text in stages if stage is None else [stages[stage]]:
+        for line in text.splitlines():
+            if line.startswith("COPY ") and "--from=" not in line:
+                paths += line.split()[1:-1]
+    return paths
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
+def test_the_build_context_holds_every_path_the_image_copies(dockerfile: Path) -> None:
+    ignore = (REPO / "docker" / f"{dockerfile.name}.dockerignore").read_text().splitlines()
+    assert ignore[1] == "*", "the ignore file lets in only what it names"
+    for path in copied(dockerfile):
+        assert f"!{path}" in ignore, path
+        assert (REPO / path).exists(), path
+    assert "**/*.so" in ignore, "a locally built extension never enters an image"
+
+
+def test_the_build_stage_compiles_the_renderer_from_what_it_copies(tmp_path: Path) -> None:
+    """What every image's build stage runs, `pip install .` of the files it copies (here `pip
+    wheel`): the package carries the C renderer that recommend imports."""
+    (build_copies,) = {tuple(copied(dockerfile, stage=0)) for dockerfile in DOCKERFILES}  # the same in all
+    context = tmp_path / "context"
+    for path in build_copies:
+        source = REPO / path
+        if source.is_dir():
+            shutil.copytree(source, context / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
+        else:
+            (context / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, context / path)
+    check(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(context)]))
+    (wheel,) = tmp_path.glob("movierec-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(re.fullmatch(r"movierec/_render\.cpython-\d+-[^/]+\.so", n) for n in names), names
+    assert "pipelines/publish.py" in names
 
 
 def test_actionlint() -> None:

@@ -4,7 +4,8 @@ An async handler (functions-framework serves it with Starlette and uvicorn): a
 warm answer is a lookup in memory, done on the event loop with no thread hop.
 Only a cold instance, still loading shards, answers from a worker thread.
 The request path is kept lean on purpose (benchmarks/results/recommend-*.md):
-headers are encoded once per variant and metrics are tallied in bulk, not per request.
+the answer is found and rendered in C, headers are encoded once per variant, and
+metrics are tallied in bulk, not per request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from movierec.errors import MovierecError
 from movierec.freshness import watch_store
 from movierec.http import (
     EncodedResponse,
+    accepts_json,
     asgi_response,
     error_answer,
     json_answer,
@@ -54,7 +56,7 @@ async def recommend(request: Request):
         result = error_answer(exc)
         metrics.RECOMMEND_TALLY.record((str(result[1]), "none", "none"))
         return asgi_response(result)
-    if "application/json" in request.headers.get("accept", ""):
+    if accepts_json(request.scope):
         body = {
             "user_id": reply.user_id,
             "movies": reply.movies,

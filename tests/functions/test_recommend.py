@@ -62,6 +62,13 @@ def test_json_answer_and_popular_fallback(store_uri, lines, recommend_client):
     assert body["model_version"] == built["model"]["version"] and body["variant"] == "A"
     new = client.get("/recommend/123456789012", headers={"Accept": "application/json"}).json()
     assert new["source"] == "popular" and len(new["movies"]) == 20
+    text = client.get(f"/recommend/{known}").text
+    assert body["movies"] == text.split(",")  # the same answer in either form
+    for accept in ("text/html, Application/JSON;q=0.9", "application/json, */*"):  # as browsers and clients send it
+        answer = client.get(f"/recommend/{known}", headers={"accept": accept})
+        assert answer.headers["Content-Type"] == "application/json" and answer.json() == body
+    for accept in ("text/plain", "*/*", ""):
+        assert client.get(f"/recommend/{known}", headers={"Accept": accept}).text == text
 
 
 @pytest.mark.parametrize(

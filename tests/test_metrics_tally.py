@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from movierec.metrics import LATENCY_BUCKETS, Tally
@@ -47,10 +48,11 @@ def test_bulk_counts_equal_one_observation_at_a_time():
     assert re.search(r'seconds_bucket\{le="0.001"\} [1-9]', page(bulk))
 
 
-def test_nothing_is_lost_when_threads_record_while_it_flushes():
+@pytest.mark.parametrize("flushers", [1, 2])
+def test_nothing_is_lost_or_counted_twice_when_threads_record_while_it_flushes(flushers: int):
     registry = CollectorRegistry()
     counter, histogram = pair(registry)
-    tally = Tally(counter, histogram, flush_seconds=3600)  # this thread flushes, as often as it can
+    tally = Tally(counter, histogram, flush_seconds=3600)  # these threads flush, as often as they can
     per_thread, threads = 20_000, 4
 
     def work():
@@ -63,10 +65,17 @@ def test_nothing_is_lost_when_threads_record_while_it_flushes():
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for w in workers:
             w.start()
-        while any(w.is_alive() for w in workers):
-            tally.flush()
-        for w in workers:
-            w.join()
+
+        def flush_while_recording():
+            while any(w.is_alive() for w in workers):
+                tally.flush()
+
+        others = [threading.Thread(target=flush_while_recording) for _ in range(flushers - 1)]
+        for f in others:
+            f.start()
+        flush_while_recording()
+        for t in workers + others:
+            t.join()
         tally.flush()
     finally:
         sys.setswitchinterval(interval)

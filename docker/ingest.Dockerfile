@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# movierec ingest: stores stream lines arriving as CloudEvents in the event log, and the
-# dead-letter sink (functions/deadletter). Core dependencies only, no torch.
+# movierec ingest: stores stream lines arriving as CloudEvents in the event log. Core
+# dependencies only, no torch.
 # Build from the repository root (the ignore file beside this one keeps the context
 # to what the image needs):
 #   docker build -f docker/ingest.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
@@ -38,8 +38,6 @@ RUN groupadd --system --gid 10001 movierec \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY functions/ingest/ functions/ingest/
-# The dead-letter sink runs from this image too (knative/base/service-deadletter.yaml).
-COPY functions/deadletter/ functions/deadletter/
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \

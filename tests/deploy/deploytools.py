@@ -18,7 +18,7 @@ TOOLS = REPO / ".tools"
 LINT_PYTHON = TOOLS / "lint-venv" / "bin" / "python"
 MANIFEST_TOOL = Path(__file__).with_name("manifest_tool.py")
 OVERLAYS = sorted(p.name for p in (REPO / "knative" / "overlays").iterdir() if p.is_dir())
-FUNCTIONS = ("ingest", "precompute", "recommend")
+FUNCTIONS = ("ingest", "precompute", "recommend", "deadletter")
 
 
 def tool(path: Path | str) -> str:

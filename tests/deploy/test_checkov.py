@@ -21,7 +21,7 @@ def render_as_deployed(tmp_path: Path) -> str:
     layer.mkdir()
     images = "".join(
         f"  - {{name: movierec-{fn}, newName: ghcr.io/example/movierec-{fn}, newTag: sha-0123abc}}\n"
-        for fn in ("recommend", "ingest", "precompute")
+        for fn in ("recommend", "ingest", "precompute", "deadletter")
     )
     (layer / "kustomization.yaml").write_text(f"resources: [../knative/overlays/aws]\nimages:\n{images}")
     return render(layer)

@@ -139,15 +139,16 @@ configMapGenerator:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_dead_letters_are_kept_by_our_function_from_the_ingest_image(rendered: dict[str, Path], overlay: str) -> None:
+def test_dead_letters_are_kept_by_our_function_from_its_own_image(rendered: dict[str, Path], overlay: str) -> None:
+    """SPEC §7: one image per function; the sink writes to the same store as ingest."""
     services = by_kind(load_docs(rendered[overlay]), "Service", "serving.knative.dev/")
     (container,) = services["deadletter"]["spec"]["template"]["spec"]["containers"]
     ingest = services["ingest"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == ingest["image"] and container["envFrom"] == ingest["envFrom"]  # same store
-    assert container["command"][-4:] == ["--source", "functions/deadletter/main.py", "--target", "deadletter"]
-    assert (REPO / "functions/deadletter/main.py").exists()
-    assert "COPY functions/deadletter/ functions/deadletter/" in (REPO / "docker/ingest.Dockerfile").read_text()
-    assert "!functions/deadletter/" in (REPO / "docker/ingest.Dockerfile.dockerignore").read_text()
+    assert re.fullmatch(r"(\S+/)?movierec-deadletter(:[\w.-]+)?", container["image"]) and "command" not in container
+    assert container["envFrom"] == ingest["envFrom"]  # same store
+    dockerfile = (REPO / "docker/deadletter.Dockerfile").read_text()
+    assert 'CMD ["functions-framework", "--source", "functions/deadletter/main.py", "--target", "deadletter"]' in dockerfile
+    assert "functions/deadletter" not in (REPO / "docker/ingest.Dockerfile").read_text()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1.7
+# movierec deadletter: the dead-letter sink of the KafkaSource, the Broker and the Trigger;
+# keeps every event Knative could not deliver in the store. Core dependencies only, no torch.
+# Build from the repository root (the ignore file beside this one keeps the context
+# to what the image needs):
+#   docker build -f docker/deadletter.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
+#     --build-arg MODEL_VERSION=<model version> -t movierec-deadletter .
+# Expected size: about 450 MB unpacked, as recommend's and ingest's.
+# The build stage is the full image of the same pinned Python (it has gcc and the headers for
+# movierec._render); the run stage is its slim twin, so the venv's python links stay valid.
+FROM python:3.11.13-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY src/ src/
+COPY pipelines/ pipelines/
+# The project itself, not a registry package: its dependency ranges live in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[ingest]"
+
+FROM python:3.11.13-slim-bookworm
+ARG GIT_COMMIT=unknown
+ARG MODEL_VERSION=unknown
+LABEL org.opencontainers.image.title="movierec-deadletter" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      io.movierec.model-version="${MODEL_VERSION}"
+# functions-framework reads PORT (Knative sets it; 8080 otherwise).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PORT=8080 \
+    HOME=/tmp \
+    MOVIEREC_GIT_COMMIT=${GIT_COMMIT}
+RUN groupadd --system --gid 10001 movierec \
+    && useradd --system --uid 10001 --gid movierec --no-create-home --home-dir /tmp movierec
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY functions/deadletter/ functions/deadletter/
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
+CMD ["functions-framework", "--source", "functions/deadletter/main.py", "--target", "deadletter"]

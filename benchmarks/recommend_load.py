@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from typing import Self
@@ -229,6 +230,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="wrk runs per row, interleaved; medians reported")
     parser.add_argument("--sample", type=int, default=200_000, help="distinct known users asked (default %(default)s)")
     parser.add_argument("--cold-starts", type=int, default=5)
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="also serve recommend from this checkout (e.g. a `git worktree` of the previous "
+                             "commit), interleaved with (a) and (b): before and after in the same run")
     args = parser.parse_args()
     ensure_tools()
     store_root = Path(args.store)
@@ -251,16 +255,25 @@ def main() -> int:
     recommend_src, trivial_src = REPO / "functions/recommend/main.py", REPO / "benchmarks/recommend_trivial.py"
 
     tuning = {}
+    loaded = 'reloads_total{outcome="loaded"} 1'
     for name, (env, extra) in CONFIGS.items():
-        with function_server(recommend_src, "recommend", store_root, env, extra) as server_a, \
-                function_server(trivial_src, "trivial", store_root, env, extra) as server_b:
-            server_a.wait("/metrics", lambda r: 'reloads_total{outcome="loaded"} 1' in r.text, timeout=120)
+        with ExitStack() as servers:
+            server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, env, extra))
+            server_b = servers.enter_context(function_server(trivial_src, "trivial", store_root, env, extra))
+            both = [server_a, server_b]
+            if args.before:  # the checkout's library first on the path, ahead of this one's editable install
+                both.append(servers.enter_context(function_server(
+                    args.before / "functions/recommend/main.py", "recommend", store_root,
+                    env | {"PYTHONPATH": str(args.before / "src")}, extra)))
+            for server in both[::2]:
+                server.wait("/metrics", lambda r: loaded in r.text, timeout=120)
             server_b.wait("/")
             script = workdir / "recommend.lua"
-            rows_a, rows_b = interleaved([(server_a, script), (server_b, script)], args.seconds, args.repeats)
+            rows = interleaved([(server, script) for server in both], args.seconds, args.repeats)
             rss_a = server_a.peak_rss_mb()
-        tuning[name] = {"a": rows_a, "b": rows_b, "peak_rss_mb": rss_a}
-        print(f"{name}: (a) {_rates(rows_a)} req/s; (b) {_rates(rows_b)} req/s at 1/16/64 connections", flush=True)
+        tuning[name] = {"a": rows[0], "b": rows[1], "peak_rss_mb": rss_a} | ({"a_before": rows[2]} if args.before else {})
+        print(f"{name}: (a) {_rates(rows[0])} req/s; (b) {_rates(rows[1])} req/s at 1/16/64 connections"
+              + (f"; (a) before {_rates(rows[2])}" if args.before else ""), flush=True)
     with nginx(workdir, ",".join(index.popular)) as server:
         server.wait("/recommend.txt")
         [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
@@ -311,13 +324,21 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"| {', '.join(f'{m:.0f}' for m in t['peak_rss_mb'])} |"
         for n, t in tuning.items()]
     errors = sum(r["non2xx"] + r["socket_errors"] for t in tuning.values() for r in t["a"])
+    before = []
+    if args.before:
+        before = [f"## (a) before and after, same run: {args.before}", "",
+                  "| settings | connections | (a) before / (b) req/s | (a) after / (b) req/s | server CPU µs per answer, before / after / (b) |",
+                  "|---|---:|---:|---:|---:|"] + [
+            f"| {n} | {ra['connections']} | {r0['rps'] / rb['rps']:.2f} | {ra['rps'] / rb['rps']:.2f} "
+            f"| {r0['cpu_us']:.0f} / {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} |"
+            for n, t in tuning.items() for r0, ra, rb in zip(t["a_before"], t["a"], t["b"])] + [""]
     text = "\n".join([
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
         (f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
         f"(a) and (b) interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
         "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
-        "## Server settings tried (same run)", "", *tune, "",
+        "## Server settings tried (same run)", "", *tune, "", *before,
         f"## Cold start ({best}, 1 worker, {len(cold)} starts)", "",
         (f"- process start to the first correct answer: median **{statistics.median(cold):.2f} s** "
         f"(min {min(cold):.2f}, max {max(cold):.2f})"),

@@ -58,7 +58,7 @@ def test_a_code_outside_the_vocabulary_is_an_index_error_not_a_read_past_the_buf
     ids=["float", "uint32", "int8", "bytes", "big-endian"],
 )
 def test_codes_of_another_type_are_refused(movie_ids, codes):
-    with pytest.raises(TypeError, match="codes must be uint16, int32 or int64"):
+    with pytest.raises(TypeError, match="codes must be one-dimensional uint16, int32 or int64"):
         filled(movie_ids[:10]).join(codes)
 
 
@@ -66,6 +66,9 @@ def test_strided_codes_and_non_buffers_are_refused(movie_ids):
     renderer = filled(movie_ids[:10])
     with pytest.raises(BufferError):
         renderer.join(memoryview(np.arange(10, dtype=np.uint16))[::2])
+    for shape in (np.uint16(1), np.zeros((2, 2), np.uint16)):  # a scalar, a matrix
+        with pytest.raises(TypeError, match=f"got {np.ndim(shape)} dimensions of format H"):
+            renderer.join(shape)
     with pytest.raises(TypeError):
         renderer.join([1, 2])
     with pytest.raises(TypeError, match="add\\(\\) takes bytes, not str"):
@@ -144,7 +147,7 @@ def test_render_refuses_tables_that_disagree_instead_of_reading_past_them(movie_
     renderer = filled(movie_ids)
     with pytest.raises(ValueError, match="one of codes per partition"):
         renderer.set_users(slots, partitions, offsets[:-1], codes)
-    with pytest.raises(TypeError, match="slots must be int32 or int64"):
+    with pytest.raises(TypeError, match="slots must be one-dimensional int32 or int64"):
         renderer.set_users(slots.astype(np.uint16), partitions, offsets, codes)
     bad_slots, bad_offsets = slots.copy(), [o.copy() for o in offsets]
     bad_slots[1] = 10_000 * partitions + 1  # a row past its partition
@@ -158,3 +161,54 @@ def test_render_refuses_tables_that_disagree_instead_of_reading_past_them(movie_
     assert renderer.render(3) is not None  # users of partition 0 still answer
     with pytest.raises(RuntimeError, match="already called"):
         renderer.set_users(slots, partitions, offsets, codes)
+
+
+def test_a_renderer_is_initialised_once_and_render_takes_only_an_int(movie_ids):
+    """Re-initialising would free the tables under a render; converting a non-int id could run
+    Python code (its __index__) in the middle of one. Both are refused, and nothing changes."""
+    slots, partitions, offsets, codes = user_table(movie_ids)
+    renderer = filled(movie_ids)
+    renderer.set_users(slots, partitions, offsets, codes)
+    expected = renderer.render(1)
+
+    class Sneaky:
+        def __index__(self):
+            renderer.__init__()
+            return 1
+
+    with pytest.raises(TypeError, match="render\\(\\) takes an int user id, not Sneaky"):
+        renderer.render(Sneaky())
+    with pytest.raises(RuntimeError, match="initialised once"):
+        renderer.__init__()
+    assert renderer.render(1) == expected and renderer.render(True) == expected and len(renderer) == len(movie_ids)
+
+
+def test_a_slot_past_every_row_is_an_index_error_not_an_overflow():
+    renderer = filled([b"a"])
+    renderer.set_users(np.array([2**63 - 1], np.int64), 1, (np.array([0, 1], np.int64),), (np.array([0], np.uint16),))
+    with pytest.raises(IndexError, match="is past partition 0"):
+        renderer.render(0)
+
+
+def test_codes_rewritten_by_another_thread_during_a_join_never_overrun_the_answer():
+    """The arrays are shared: numpy may rewrite them from a thread that released the GIL. Each
+    code is read once, so an answer is always a well-formed list of known ids."""
+    long = b"x" * 100
+    renderer = filled([b"a", long])
+    codes, zeros, ones = np.zeros(200_000, np.uint16), np.zeros(200_000, np.uint16), np.ones(200_000, np.uint16)
+    stop = threading.Event()
+
+    def rewrite():
+        while not stop.is_set():
+            np.copyto(codes, ones)
+            np.copyto(codes, zeros)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(200):
+            joined = renderer.join(codes)
+            assert joined.count(b",") == len(codes) - 1 and set(joined.split(b",")) <= {b"a", long}
+    finally:
+        stop.set()
+        writer.join()

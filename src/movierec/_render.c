@@ -9,8 +9,11 @@
  * framework's work between two answers: measured, that is what kept recommend
  * from 90 % of a trivial handler's throughput (docs/serving.md).
  *
- * Every method runs holding the GIL and never releases it, so an add() that
- * grows the buffer can never move it under a join() in progress.
+ * Every method runs holding the GIL and never runs Python code, so an add()
+ * that grows the buffer can never move it under a join() in progress; a
+ * Renderer is initialised once. Codes are read once each into a private copy:
+ * the arrays are shared, and numpy may write to them from a thread that has
+ * released the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -51,10 +54,10 @@ renderer_init(Renderer *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Renderer", kwlist))
         return -1;
-    release_users(self);
-    PyMem_Free(self->text);
-    PyMem_Free(self->starts);
-    self->text = NULL;
+    if (self->starts != NULL) {  /* re-initialising would free what a render may be reading */
+        PyErr_SetString(PyExc_RuntimeError, "a Renderer is initialised once");
+        return -1;
+    }
     self->starts = PyMem_Calloc(1, sizeof(Py_ssize_t));
     if (self->starts == NULL) {
         PyErr_NoMemory();
@@ -77,7 +80,7 @@ renderer_dealloc(Renderer *self)
 static int
 grow(void **buffer, Py_ssize_t *capacity, Py_ssize_t needed, size_t item)
 {
-    if (needed <= *capacity)
+    if (*buffer != NULL && needed <= *capacity)  /* the first add allocates, even for an empty id */
         return 0;
     Py_ssize_t capacity_new = *capacity ? *capacity : 64;
     while (capacity_new < needed)
@@ -132,13 +135,13 @@ get_integers(PyObject *object, Py_buffer *buffer, int narrow, const char *what)
     const char *format = buffer->format ? buffer->format : "B";
     if (format[0] == '@' || format[0] == '=' || format[0] == '<')
         format++;  /* native or little-endian: the same on the machines this runs on */
-    int ok = buffer->ndim <= 1 && format[1] == '\0'
+    int ok = buffer->ndim == 1 && format[1] == '\0'
              && ((narrow && buffer->itemsize == 2 && format[0] == 'H')
                  || (buffer->itemsize == 4 && (format[0] == 'i' || format[0] == 'l'))
                  || (buffer->itemsize == 8 && (format[0] == 'l' || format[0] == 'q')));
     if (!ok) {
-        PyErr_Format(PyExc_TypeError, "%s must be %sint32 or int64, got format %s", what,
-                     narrow ? "uint16, " : "", buffer->format);
+        PyErr_Format(PyExc_TypeError, "%s must be one-dimensional %sint32 or int64, got %d dimensions of format %s",
+                     what, narrow ? "uint16, " : "", buffer->ndim, format);
         PyBuffer_Release(buffer);
         return -1;
     }
@@ -149,27 +152,33 @@ get_integers(PyObject *object, Py_buffer *buffer, int narrow, const char *what)
 static PyObject *
 join_codes(Renderer *self, const Py_buffer *codes, Py_ssize_t start, Py_ssize_t end)
 {
-    Py_ssize_t size = end > start ? end - start - 1 : 0;
-    for (Py_ssize_t i = start; i < end; i++) {
-        long long code = item(codes, i);
+    Py_ssize_t n = end - start, local[64], *checked = local, size = n ? n - 1 : 0;
+    if (n > 64 && (checked = PyMem_Malloc((size_t)n * sizeof(Py_ssize_t))) == NULL)
+        return PyErr_NoMemory();
+    PyObject *joined = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {  /* each code read once: what is checked is what is copied */
+        long long code = item(codes, start + i);
         if (code < 0 || code >= self->count) {
             PyErr_Format(PyExc_IndexError, "movie code %lld outside the vocabulary of %zd", code, self->count);
-            return NULL;
+            goto done;
         }
+        checked[i] = (Py_ssize_t)code;
         size += self->starts[code + 1] - self->starts[code];
     }
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, size);
+    joined = PyBytes_FromStringAndSize(NULL, size);
     if (joined == NULL)
-        return NULL;
+        goto done;
     char *out = PyBytes_AS_STRING(joined);
-    for (Py_ssize_t i = start; i < end; i++) {
-        long long code = item(codes, i);
-        Py_ssize_t from = self->starts[code], length = self->starts[code + 1] - from;
-        if (i > start)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t from = self->starts[checked[i]], length = self->starts[checked[i] + 1] - from;
+        if (i)
             *out++ = ',';
         memcpy(out, self->text + from, (size_t)length);
         out += length;
     }
+done:
+    if (checked != local)
+        PyMem_Free(checked);
     return joined;
 }
 
@@ -195,6 +204,10 @@ renderer_set_users(Renderer *self, PyObject *args)
     Py_ssize_t partitions;
     if (!PyArg_ParseTuple(args, "OnOO:set_users", &slots, &partitions, &offsets, &codes))
         return NULL;
+    if (self->starts == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Renderer not initialised");
+        return NULL;
+    }
     if (self->partitions) {
         PyErr_SetString(PyExc_RuntimeError, "set_users() was already called: a Renderer serves one run");
         return NULL;
@@ -227,6 +240,10 @@ fail:
 static PyObject *
 renderer_render(Renderer *self, PyObject *arg)
 {
+    if (!PyLong_Check(arg)) {  /* an int only: converting anything else could run Python code */
+        PyErr_Format(PyExc_TypeError, "render() takes an int user id, not %.80s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
     if (!self->partitions) {
         PyErr_SetString(PyExc_RuntimeError, "render() needs set_users() first");
         return NULL;
@@ -242,7 +259,7 @@ renderer_render(Renderer *self, PyObject *arg)
         Py_RETURN_NONE;
     Py_ssize_t row = (Py_ssize_t)(slot / self->partitions), p = (Py_ssize_t)(slot % self->partitions);
     const Py_buffer *offsets = &self->offsets[p];
-    if (row + 1 >= offsets->len / offsets->itemsize) {  /* checked here, not over 1 M slots up front */
+    if (row >= offsets->len / offsets->itemsize - 1) {  /* checked here, not over 1 M slots up front */
         PyErr_Format(PyExc_IndexError, "user %lld: row %zd is past partition %zd", user, row, p);
         return NULL;
     }

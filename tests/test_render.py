@@ -212,3 +212,12 @@ def test_codes_rewritten_by_another_thread_during_a_join_never_overrun_the_answe
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_renderer_never_initialised_refuses_every_call():
+    bare = Renderer.__new__(Renderer)
+    for call in (lambda: bare.add(b"x"), lambda: bare.join(np.array([0], np.uint16)),
+                 lambda: bare.set_users(np.array([0], np.int32), 1, (np.array([0, 0], np.int32),), (np.array([], np.uint16),))):
+        with pytest.raises(RuntimeError, match="not initialised"):
+            call()
+    assert len(bare) == 0

@@ -63,8 +63,7 @@ renderer_init(Renderer *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         return -1;
     }
-    self->count = self->text_capacity = 0;
-    self->starts_capacity = 1;
+    self->starts_capacity = 1;  /* the rest starts at zero, as tp_alloc leaves it */
     return 0;
 }
 
@@ -95,13 +94,20 @@ grow(void **buffer, Py_ssize_t *capacity, Py_ssize_t needed, size_t item)
     return 0;
 }
 
+/* A Renderer made with __new__ and never __init__-ed has no vocabulary to add to or read. */
+static int
+initialised(Renderer *self)
+{
+    if (self->starts == NULL)
+        PyErr_SetString(PyExc_RuntimeError, "Renderer not initialised");
+    return self->starts != NULL;
+}
+
 static PyObject *
 renderer_add(Renderer *self, PyObject *arg)
 {
-    if (self->starts == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Renderer not initialised");
+    if (!initialised(self))
         return NULL;
-    }
     if (!PyBytes_Check(arg)) {
         PyErr_Format(PyExc_TypeError, "add() takes bytes, not %.80s", Py_TYPE(arg)->tp_name);
         return NULL;
@@ -186,10 +192,8 @@ static PyObject *
 renderer_join(Renderer *self, PyObject *arg)
 {
     Py_buffer codes;
-    if (self->starts == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Renderer not initialised");
+    if (!initialised(self))
         return NULL;
-    }
     if (get_integers(arg, &codes, 1, "codes") < 0)
         return NULL;
     PyObject *joined = join_codes(self, &codes, 0, codes.len / codes.itemsize);
@@ -204,10 +208,8 @@ renderer_set_users(Renderer *self, PyObject *args)
     Py_ssize_t partitions;
     if (!PyArg_ParseTuple(args, "OnOO:set_users", &slots, &partitions, &offsets, &codes))
         return NULL;
-    if (self->starts == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Renderer not initialised");
+    if (!initialised(self))
         return NULL;
-    }
     if (self->partitions) {
         PyErr_SetString(PyExc_RuntimeError, "set_users() was already called: a Renderer serves one run");
         return NULL;

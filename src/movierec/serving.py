@@ -65,10 +65,9 @@ class Answer(NamedTuple):
 
     @property
     def movies(self) -> list[str]:
-        """The movie ids as a list, for a JSON answer."""
-        if self.source == "popular":
-            return self.index.popular
-        return self.index.lookup(self.user_id)
+        """The movie ids as a list, for a JSON answer: the rendered text split, not a second lookup
+        (no movie id holds a comma: the stream's recommendation lines list them comma-separated)."""
+        return self.text.decode().split(",") if self.text else []
 
     @property
     def variant(self) -> str:

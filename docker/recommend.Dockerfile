@@ -6,7 +6,7 @@
 #     --build-arg MODEL_VERSION=<model version> -t movierec-recommend .
 # Expected size: about 450 MB unpacked (~140 MB compressed): python:3.11-slim ~125 MB + pyarrow ~170 MB, numpy ~75 MB, botocore ~32 MB, the rest ~20 MB (measured as installed by pip).
 # The build stage is the full image of the same pinned Python (it has gcc and the headers for
-# movierec._render); the run stage is its slim twin, so the venv's python links stay valid.
+# movierec._render and movierec._tally); the run stage is its slim twin, so the venv's python links stay valid.
 FROM python:3.11.13-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv

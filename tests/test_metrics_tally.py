@@ -1,7 +1,9 @@
-"""metrics.Tally: answers counted in bulk end up exactly where observing each one would put them."""
+"""metrics.Tally and its C counts (movierec._tally): answers counted in bulk end up exactly where
+observing each one would put them, threads and forks lose none, bad calls change nothing."""
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import sys
@@ -9,6 +11,7 @@ import threading
 import time
 
 import pytest
+from movierec._tally import Counts
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from movierec.metrics import LATENCY_BUCKETS, Tally
@@ -37,7 +40,7 @@ def test_bulk_counts_equal_one_observation_at_a_time():
     for i, s in enumerate(seconds):
         labels = LABELS[i % 3]
         counter.labels(*labels).inc()
-        tally.record(labels, None if labels[0] == "400" else s)
+        tally.record(tally.slot(labels), None if labels[0] == "400" else s)
         if labels[0] != "400":
             histogram.observe(s)
         if i == 1000:
@@ -54,10 +57,11 @@ def test_nothing_is_lost_or_counted_twice_when_threads_record_while_it_flushes(f
     counter, histogram = pair(registry)
     tally = Tally(counter, histogram, flush_seconds=3600)  # these threads flush, as often as they can
     per_thread, threads = 20_000, 4
+    slot = tally.slot(LABELS[0])
 
     def work():
         for _ in range(per_thread):
-            tally.record(LABELS[0], 0.002)
+            tally.record(slot, 0.002)
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
@@ -100,13 +104,110 @@ def test_a_failed_flush_loses_that_batch_and_the_thread_goes_on(monkeypatch, cap
         return Counter.labels(counter, *values)
 
     monkeypatch.setattr(counter, "labels", labels_failing_once)
-    tally.record(LABELS[0], 0.002)  # starts the flushing thread; its first flush fails
+    tally.record(tally.slot(LABELS[0]), 0.002)  # starts the flushing thread; its first flush fails
     deadline = time.monotonic() + 5
     while not failures:
         assert time.monotonic() < deadline, "the flushing thread never ran"
         time.sleep(0.01)
-    tally.record(LABELS[0], 0.002)
+    tally.record(tally.slot(LABELS[0]), 0.002)
     while registry.get_sample_value("answers_total", labels) != 1:
         assert time.monotonic() < deadline, "the thread stopped adding after a failed flush"
         time.sleep(0.01)
     assert "adding tallied answers to the metrics failed" in caplog.text
+
+
+def test_a_label_set_keeps_its_slot_and_new_ones_count_from_zero():
+    registry = CollectorRegistry()
+    tally = Tally(*pair(registry), flush_seconds=3600)
+    first = tally.slot(LABELS[0])
+    tally.record(first)
+    second = tally.slot(LABELS[1])  # the table grows while it holds a count
+    assert (first, second, tally.slot(LABELS[0]), tally.slot(("200", "personalized", "A"))) == (0, 1, 0, 0)
+    tally.record(second)
+    tally.flush()
+    for labels in LABELS[:2]:
+        assert registry.get_sample_value("answers_total", dict(zip(("status", "source", "variant"), labels))) == 1
+
+
+def test_a_forked_worker_starts_from_zero_with_its_own_flushing_thread():
+    registry = CollectorRegistry()
+    tally = Tally(*pair(registry), flush_seconds=3600)
+    slot = tally.slot(LABELS[0])
+    tally.record(slot, 0.002)  # the parent's answer, and its flushing thread
+    flushers = sum(t.name == "metrics-tally" for t in threading.enumerate())
+    tally._forget()  # what os.register_at_fork runs in a child
+    tally.record(slot, 0.002)  # the child's first answer starts the child's thread
+    assert sum(t.name == "metrics-tally" for t in threading.enumerate()) == flushers + 1
+    tally.flush()
+    assert registry.get_sample_value("seconds_count") == 1  # the parent's answer is the parent's to add
+
+
+BOUNDS = [0.001, 0.01, math.inf]
+
+
+@pytest.mark.parametrize("seconds", [-1.0, 0.0, 0.001, 0.0010001, 0.01, 5.0, math.inf, 3])
+def test_counts_place_a_value_where_a_histogram_does(seconds):
+    registry = CollectorRegistry()
+    histogram = Histogram("h", "h", buckets=BOUNDS[:-1], registry=registry)
+    histogram.observe(seconds)
+    counts = Counts(BOUNDS, lambda: None)
+    counts.grow(1)
+    counts.record(0, seconds)
+    taken, buckets, total = counts.take()
+    expected = [histogram._buckets[i].get() for i in range(len(BOUNDS))]
+    assert (taken, buckets, total) == ([1], expected, float(seconds))
+    assert counts.take() == ([0], [0, 0, 0], 0.0)
+
+
+@pytest.mark.parametrize(("bounds", "error"), [
+    ([0.1, 1.0], "must end with \\+Inf"),
+    ([], "must end with \\+Inf"),
+    ([1.0, 0.1, math.inf], "ascend"),
+    ([0.1, 0.1, math.inf], "ascend"),
+    ([math.nan, math.inf], "ascend"),
+])
+def test_counts_refuse_bounds_a_histogram_cannot_have(bounds, error):
+    with pytest.raises(ValueError, match=error):
+        Counts(bounds, lambda: None)
+
+
+def test_counts_refuse_bad_calls_and_count_nothing_for_them():
+    counts = Counts(BOUNDS, lambda: None)
+    counts.grow(2)
+    with pytest.raises(IndexError, match="slot 2 out of range"):
+        counts.record(2, 0.5)
+    with pytest.raises(IndexError):
+        counts.record(-1)
+    with pytest.raises(TypeError, match="int slot"):
+        counts.record("0")
+    with pytest.raises(TypeError):
+        counts.record(0, "fast")
+    with pytest.raises(TypeError):
+        counts.record()
+    with pytest.raises(RuntimeError, match="initialised once"):
+        counts.__init__(BOUNDS, lambda: None)
+    with pytest.raises(TypeError, match="callable"):
+        Counts(BOUNDS, None)
+    counts.grow(1)  # never shrinks
+    counts.record(1)
+    assert counts.take() == ([0, 1], [0, 0, 0], 0.0)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        Counts.__new__(Counts).record(0)
+
+
+def test_counts_run_on_first_once_and_again_only_after_it_failed():
+    calls = []
+
+    def on_first():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("cannot start a thread")
+
+    counts = Counts(BOUNDS, on_first)
+    counts.grow(1)
+    with pytest.raises(OSError):
+        counts.record(0, 0.5)  # nothing counted
+    counts.record(0, 0.5)
+    counts.record(0, 0.5)
+    assert len(calls) == 2
+    assert counts.take() == ([2], [0, 0, 2], 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -173,6 +175,32 @@ def test_a_publication_still_loading_is_answered_off_the_event_loop(two_runs):
     assert service.recommend(1005).movies == VariantIndex.open(store, index.variant).load_all().lookup(1005)
     service._published.complete = True
     assert service.answer_now(1005).movies == service.recommend(1005).movies
+
+
+def test_a_forked_worker_loads_for_itself_before_it_answers_from_memory(two_runs):
+    """gunicorn forks its workers: a worker answers from memory only once its own reload thread
+    has loaded, or a later CURRENT would never reach it (the handler no longer starts the thread
+    on the warm path, so the fork must leave nothing to answer from)."""
+    uri, _, _ = two_runs
+    service = RecommendService(open_store(uri), reload_seconds=60)
+    assert service.reload() and service.answer_now(1005) is not None
+    pid = os.fork()
+    if pid == 0:  # the child: a worker
+        try:
+            cold = service.answer_now(1005) is None and not service._started
+            loaded = service.recommend(1005).source == "personalized" and service.thread.is_alive()
+            os._exit(0 if cold and loaded else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked worker did not answer within 30 s")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert service.answer_now(1005) is not None  # the parent still answers from what it holds
 
 
 def test_two_worker_processes_answer_over_http(two_runs):

@@ -39,9 +39,9 @@ watch_store(SERVICE.store)  # exports the batch steps' freshness and drift for t
 
 @aio.http
 async def recommend(request: Request):
-    SERVICE.ensure_started()
     path = request.scope["path"]  # request.url.path costs 6 µs
     if not path.startswith(PREFIX):
+        SERVICE.ensure_started()  # a worker loads from its first request on, whatever it asks
         if path == "/metrics" and (age := SERVICE.run_age_seconds()) is not None:
             metrics.RECOMMEND_RUN_AGE.set(age)
         ready = SERVICE.ready or (path == "/readyz" and await asyncio.to_thread(SERVICE.ready_after_first_load, 2.0))
@@ -50,11 +50,11 @@ async def recommend(request: Request):
     try:
         user_id = parse_user_id(path[len(PREFIX) :])
         reply = SERVICE.answer_now(user_id)
-        if reply is None:  # cold: may wait for the first CURRENT or load a shard, off the event loop
+        if reply is None:  # cold: starts loading, may wait for the first CURRENT or a shard, off the event loop
             reply = await asyncio.to_thread(SERVICE.recommend, user_id)
     except MovierecError as exc:
         result = error_answer(exc)
-        metrics.RECOMMEND_TALLY.record((str(result[1]), "none", "none"))
+        metrics.RECOMMEND_TALLY.record(metrics.RECOMMEND_TALLY.slot((str(result[1]), "none", "none")))
         return asgi_response(result)
     if accepts_json(request.scope):
         body = {
@@ -67,6 +67,6 @@ async def recommend(request: Request):
         response = asgi_response(json_answer(body, 200, reply.index.headers))
     else:
         response = EncodedResponse(reply.text, reply.index.text_headers)
-    metrics.RECOMMEND_TALLY.record(("200", reply.source, reply.index.variant.name), time.perf_counter() - started)
+    metrics.RECOMMEND_TALLY.record(reply.index.tally_slots[reply.source], time.perf_counter() - started)
     return response
 

@@ -7,7 +7,6 @@ import os
 import threading
 import time
 import weakref
-from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +18,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from movierec._tally import Counts
 from movierec.processes import after_fork_in_child
 
 PROCESS_COLLECTORS: list = []  # custom collectors, also exported in multiprocess mode
@@ -71,58 +71,60 @@ class Tally:
     histogram in bulk: every second by a thread of this process, and before each exposition.
 
     A Prometheus update takes a lock (and in multiprocess mode writes a memory-mapped file):
-    three of them per answer cost recommend 5-10 % of its throughput (docs/serving.md); a tally
-    costs one lock. A worker's numbers reach its metrics at most `flush_seconds` late, and the
-    answers of its last `flush_seconds` before it stops are not counted: a gunicorn worker runs
-    no atexit hook (checked), and functions-framework gives a function no shutdown hook.
+    three of them per answer cost recommend 5-10 % of its throughput (docs/serving.md). A label
+    set is given a slot once (`slot`); `record(slot, seconds)` is then one call into C
+    (`movierec._tally`), with no lock, dict or bisect in Python. A worker's numbers reach its
+    metrics at most `flush_seconds` late, and the answers of its last `flush_seconds` before it
+    stops are not counted: a gunicorn worker runs no atexit hook (checked), and
+    functions-framework gives a function no shutdown hook.
     """
 
     def __init__(self, counter: Counter, histogram: Histogram, *, flush_seconds: float = 1.0):
         self.counter, self.histogram, self.flush_seconds = counter, histogram, flush_seconds
-        self._bounds = histogram._upper_bounds  # ends with +Inf
+        self._labels: list[tuple[str, ...]] = []  # by slot
+        self._slots: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
-        self._thread_started = False
-        self._reset()
+        self._new_counts()
         after_fork_in_child(self._forget)
         TALLIES.add(self)
 
-    def _reset(self) -> None:
-        self._counts: dict[tuple[str, ...], int] = {}
-        self._buckets = [0] * len(self._bounds)
-        self._sum = 0.0
+    def _new_counts(self) -> None:
+        self._counts = Counts(self.histogram._upper_bounds, self._start_flushing)
+        self._counts.grow(len(self._labels))
+        # record(slot, seconds=None): one answer in this slot, and its latency when it is timed.
+        # The first call in a process starts the flushing thread.
+        self.record = self._counts.record
 
     def _forget(self) -> None:
-        self._thread_started = False  # a forked worker inherits no flushing thread
-        self._lock = threading.Lock()
-        self._reset()
+        self._lock = threading.Lock()  # a forked worker inherits no flushing thread, nor the parent's numbers
+        self._new_counts()
 
-    def record(self, labels: tuple[str, ...], seconds: float | None = None) -> None:
-        """One answer with these counter labels, and its latency when it is to be timed."""
-        if not self._thread_started:
-            self._start()
-        with self._lock:
-            self._counts[labels] = self._counts.get(labels, 0) + 1
-            if seconds is not None:
-                self._buckets[bisect_left(self._bounds, seconds)] += 1  # Histogram.observe: le is <=
-                self._sum += seconds
+    def slot(self, labels: tuple[str, ...]) -> int:
+        """The slot of a label set, for `record`; the same slot for the same labels, always."""
+        slot = self._slots.get(labels)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.get(labels)
+                if slot is None:
+                    self._labels.append(labels)
+                    self._counts.grow(len(self._labels))
+                    slot = self._slots[labels] = len(self._labels) - 1
+        return slot
 
     def flush(self) -> None:
         with self._lock:
-            counts, buckets, total = self._counts, self._buckets, self._sum
-            self._reset()
-        for labels, n in counts.items():
-            self.counter.labels(*labels).inc(n)
+            counts, buckets, total = self._counts.take()
+            labels = self._labels[: len(counts)]
+        for values, n in zip(labels, counts):
+            if n:
+                self.counter.labels(*values).inc(n)
         for i, n in enumerate(buckets):
             if n:
                 self.histogram._buckets[i].inc(n)  # no public bulk observe; pinned version, tested
         if total:
             self.histogram._sum.inc(total)
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread_started:
-                return
-            self._thread_started = True
+    def _start_flushing(self) -> None:
         threading.Thread(target=self._flush_forever, name="metrics-tally", daemon=True).start()
 
     def _flush_forever(self) -> None:

@@ -106,6 +106,8 @@ class VariantIndex:
         self.popular_text = ",".join(self.popular).encode()
         self.headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": variant.run_id, "X-Variant": variant.name}
         self.text_headers = encoded_headers(self.headers | {"Content-Type": "text/plain; charset=utf-8"})
+        self.tally_slots = {source: metrics.RECOMMEND_TALLY.slot(("200", source, variant.name))
+                            for source in ("personalized", "popular")}  # an answer's slot in the metrics tally
         self.vocabulary: list[str] = []
         self.renderer = Renderer()  # the vocabulary in UTF-8; once complete, the user table too
         self._codes_of: dict[str, int] = {}
@@ -253,7 +255,10 @@ class RecommendService:
         after_fork_in_child(self._forget_thread)
 
     def _forget_thread(self) -> None:
-        self._started = False  # a forked child (a gunicorn worker) has no reload thread of its own
+        # A forked child (a gunicorn worker) has no reload thread of its own: it starts one and
+        # loads what it serves itself, so that `answer_now` answers only in a process that reloads.
+        self._started = False
+        self._published = None
 
     def ensure_started(self) -> None:
         """Start the reload thread in this process (gunicorn forks workers after import)."""
@@ -317,7 +322,7 @@ class RecommendService:
 
     def answer_now(self, user_id: int) -> Answer | None:
         """The answer when everything served is in memory (no waiting, no I/O); else None, and the
-        caller asks `recommend` from a thread."""
+        caller asks `recommend` from a thread, which starts the reload thread if need be."""
         published = self._published
         if published is None or not published.complete:
             return None

@@ -1,5 +1,7 @@
 """recommend at the limit of its framework: (a) recommend with 1 M users published, (b) a trivial
 functions-framework handler under the same server settings, (c) nginx serving a static file.
+A second, identical trivial server (b') runs interleaved with (a) and (b): how far (b')/(b) strays
+from 1 is how far this run's ratios can be trusted on a shared machine.
 
     .venv/bin/python benchmarks/recommend_load.py
 
@@ -184,7 +186,7 @@ def _proc(pid: int, name: str) -> str:
 
 def median_row(runs: list[dict]) -> dict:
     row = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
-    return row | {"connections": runs[0]["connections"], "runs": len(runs),
+    return row | {"connections": runs[0]["connections"], "runs": len(runs), "rps_runs": [r["rps"] for r in runs],
                   "non2xx": sum(r["non2xx"] for r in runs), "socket_errors": sum(r["socket_errors"] for r in runs)}
 
 
@@ -259,21 +261,25 @@ def main() -> int:
     for name, (env, extra) in CONFIGS.items():
         with ExitStack() as servers:
             server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, env, extra))
-            server_b = servers.enter_context(function_server(trivial_src, "trivial", store_root, env, extra))
-            both = [server_a, server_b]
+            trivial = [servers.enter_context(function_server(trivial_src, "trivial", store_root, env, extra))
+                       for _ in range(2)]  # (b) and its control (b')
+            recommends = [server_a]
             if args.before:  # the checkout's library first on the path, ahead of this one's editable install
-                both.append(servers.enter_context(function_server(
+                recommends.append(servers.enter_context(function_server(
                     args.before / "functions/recommend/main.py", "recommend", store_root,
                     env | {"PYTHONPATH": str(args.before / "src")}, extra)))
-            for server in both[::2]:
+            for server in recommends:
                 server.wait("/metrics", lambda r: loaded in r.text, timeout=120)
-            server_b.wait("/")
+            for server in trivial:
+                server.wait("/")
             script = workdir / "recommend.lua"
-            rows = interleaved([(server, script) for server in both], args.seconds, args.repeats)
+            rows = interleaved([(server, script) for server in [server_a, *trivial, *recommends[1:]]],
+                               args.seconds, args.repeats)
             rss_a = server_a.peak_rss_mb()
-        tuning[name] = {"a": rows[0], "b": rows[1], "peak_rss_mb": rss_a} | ({"a_before": rows[2]} if args.before else {})
-        print(f"{name}: (a) {_rates(rows[0])} req/s; (b) {_rates(rows[1])} req/s at 1/16/64 connections"
-              + (f"; (a) before {_rates(rows[2])}" if args.before else ""), flush=True)
+        tuning[name] = ({"a": rows[0], "b": rows[1], "b_control": rows[2], "peak_rss_mb": rss_a}
+                        | ({"a_before": rows[3]} if args.before else {}))
+        print(f"{name}: (a) {_rates(rows[0])} req/s; (b) {_rates(rows[1])}; (b') {_rates(rows[2])} at 1/16/64 connections"
+              + (f"; (a) before {_rates(rows[3])}" if args.before else ""), flush=True)
     with nginx(workdir, ",".join(index.popular)) as server:
         server.wait("/recommend.txt")
         [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
@@ -304,7 +310,7 @@ def _rates(rows: list[dict]) -> str:
 
 def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold) -> None:
     machine = report.machine()
-    rows_a, rows_b = tuning[best]["a"], tuning[best]["b"]
+    rows_a, rows_b, rows_b2 = tuning[best]["a"], tuning[best]["b"], tuning[best]["b_control"]
 
     def line(label, rows):
         return f"| {label} | " + " | ".join(f"{r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}" for r in rows) + " |"
@@ -313,11 +319,12 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
             "|---|" + "---:|" * (3 * len(CONNECTIONS))]
     main_table = head + [line("(a) recommend, 1 M users", rows_a), line("(b) trivial handler", rows_b),
                          line("(c) nginx static file", rows_c)]
-    ratio = ["| connections | (a)/(b) req/s | (a)/(b) p99 | server CPU µs per answer (a) / (b) |",
-             "|---:|---:|---:|---:|"] + [
+    ratio = [("| connections | (a)/(b) req/s | (a)/(b) p99 | server CPU µs per answer (a) / (b) "
+             "| control: (b')/(b) req/s | (b')/(b) p99 |"),
+             "|---:|---:|---:|---:|---:|---:|"] + [
         f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} "
-        f"| {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} |"
-        for ra, rb in zip(rows_a, rows_b)]
+        f"| {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} | {rc['rps'] / rb['rps']:.2f} | {rc['p99_ms'] / rb['p99_ms']:.2f} |"
+        for ra, rb, rc in zip(rows_a, rows_b, rows_b2)]
     tune = ["| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a) p99 ms @16/64 | peak RSS MB per process |",
             "|---|---|---|---|---|"] + [
         f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
@@ -336,8 +343,10 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
         (f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
-        f"(a) and (b) interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
+        f"(a), (b) and (b') interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
         "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
+        ("(b') is a second trivial server, identical to (b) and interleaved with it: (b')/(b) is how far two identical "
+        "servers differ in this run, the resolution of every ratio above."), "",
         "## Server settings tried (same run)", "", *tune, "", *before,
         f"## Cold start ({best}, 1 worker, {len(cold)} starts)", "",
         (f"- process start to the first correct answer: median **{statistics.median(cold):.2f} s** "

@@ -3,6 +3,7 @@ observing each one would put them, threads and forks lose none, bad calls change
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import re
@@ -195,19 +196,89 @@ def test_counts_refuse_bad_calls_and_count_nothing_for_them():
         Counts.__new__(Counts).record(0)
 
 
-def test_counts_run_on_first_once_and_again_only_after_it_failed():
+def test_counts_run_on_first_once_even_when_it_fails():
     calls = []
 
     def on_first():
         calls.append(1)
-        if len(calls) == 1:
-            raise OSError("cannot start a thread")
+        raise OSError("cannot start a thread")
 
     counts = Counts(BOUNDS, on_first)
     counts.grow(1)
     with pytest.raises(OSError):
         counts.record(0, 0.5)  # nothing counted
+    counts.record(0, 0.5)  # later answers count; a request path does not fail on every answer
     counts.record(0, 0.5)
-    counts.record(0, 0.5)
-    assert len(calls) == 2
+    assert len(calls) == 1
     assert counts.take() == ([2], [0, 0, 2], 1.0)
+
+
+def test_a_tally_without_a_flushing_thread_still_counts(monkeypatch, caplog):
+    registry = CollectorRegistry()
+    tally = Tally(*pair(registry), flush_seconds=3600)
+
+    def no_threads(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    tally.record(tally.slot(LABELS[0]), 0.002)  # the answer is not failed for it
+    tally.flush()  # as each scrape does
+    assert registry.get_sample_value("seconds_count") == 1
+    assert "cannot start its flushing thread" in caplog.text
+
+
+def test_an_answer_recorded_while_take_allocates_is_not_lost():
+    """take() builds Python lists: a garbage collection may run there, and with it finalizers,
+    during which another thread could record. Such an answer belongs to the next take()."""
+    counts = Counts([1.0, math.inf], lambda: None)
+    counts.grow(1)
+    counts.record(0)
+    counts.take()
+
+    class Garbage:
+        def __del__(self):
+            counts.record(0, 0.5)  # what another thread could do when the GIL passes here
+
+    recorded = taken = 0
+    threshold = gc.get_threshold()
+    try:
+        for collect_after in (1, 2, 3, 4):
+            for _ in range(25):
+                drain = [[] for _ in range(200)] + [(i, i, i) for i in range(200)]  # no free lists to reuse
+                gc.collect()
+                garbage = Garbage()
+                garbage.me = garbage  # cyclic: collected, and its finalizer run, only by a collection
+                del garbage
+                recorded += 1
+                gc.set_threshold(collect_after)
+                taken += sum(counts.take()[0])
+                gc.set_threshold(*threshold)
+                del drain
+    finally:
+        gc.set_threshold(*threshold)
+    gc.collect()
+    assert taken + sum(counts.take()[0]) == recorded
+
+
+def test_counts_take_contrived_input_safely():
+    class Shrinking:
+        def __float__(self):
+            bounds.clear()  # the list Counts was given; it reads a copy
+            return 0.5
+
+    bounds = [Shrinking(), *map(float, range(1, 1000)), math.inf]
+    assert Counts(bounds, lambda: None).take() == ([], [0] * 1001, 0.0)
+
+    counts = Counts.__new__(Counts)
+
+    class Reinitialising:
+        def __float__(self):
+            counts.__init__(BOUNDS, lambda: None)  # initialises it while the outer call converts
+            return 0.5
+
+    with pytest.raises(RuntimeError, match="initialised once"):
+        counts.__init__([Reinitialising(), math.inf], lambda: None)
+    with pytest.raises(MemoryError):
+        counts.grow(2**61 + 1)  # its size in bytes would wrap
+    with pytest.raises(TypeError):
+        counts.record(0, seconds=0.5)  # positional only: record(slot, seconds=None, /)

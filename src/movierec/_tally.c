@@ -6,9 +6,12 @@
  * Here it is one call. A label set is a slot, a small int that metrics.Tally
  * hands out once per label set.
  *
- * Every method runs holding the GIL and runs no Python code, except record()
- * calling `on_first` once, before it counts anything: so a record() and a
- * take() from another thread never interleave, and a flush loses no answer.
+ * Every method runs holding the GIL. record() runs no Python code once it
+ * counts (its arguments are converted and `on_first` is called before), and
+ * take() copies and zeroes the numbers before it makes any Python object (whose
+ * allocation could run the garbage collector, and finalizers with it): so a
+ * record() from another thread never lands between the copy and the zeroing,
+ * and a flush loses no answer.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,9 +43,9 @@ counts_init(Counts *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "on_first must be callable");
         return -1;
     }
-    if (!(seq = PySequence_Fast(bounds, "bounds must be a sequence of numbers")))
+    if (!(seq = PySequence_Tuple(bounds)))  /* a copy: a __float__ below cannot shrink it */
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     double *values = n > 0 ? PyMem_Calloc(n, sizeof(double)) : NULL;
     long long *buckets = n > 0 ? PyMem_Calloc(n, sizeof(long long)) : NULL;
     if (n > 0 && (!values || !buckets)) {
@@ -50,7 +53,7 @@ counts_init(Counts *self, PyObject *args, PyObject *kwds)
         goto fail;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        values[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        values[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(seq, i));
         if (values[i] == -1.0 && PyErr_Occurred())
             goto fail;
         if (isnan(values[i]) || (i > 0 && !(values[i - 1] < values[i]))) {
@@ -60,6 +63,10 @@ counts_init(Counts *self, PyObject *args, PyObject *kwds)
     }
     if (n == 0 || values[n - 1] != INFINITY) {
         PyErr_SetString(PyExc_ValueError, "bounds must end with +Inf, as a histogram's do");
+        goto fail;
+    }
+    if (self->bounds != NULL) {  /* initialised meanwhile, by a __float__ above */
+        PyErr_SetString(PyExc_RuntimeError, "a Counts is initialised once");
         goto fail;
     }
     Py_DECREF(seq);
@@ -119,6 +126,8 @@ counts_grow(Counts *self, PyObject *arg)
     Py_ssize_t slots = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     if (slots == -1 && PyErr_Occurred())
         return NULL;
+    if (slots > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(long long))
+        return PyErr_NoMemory();
     if (slots > self->slots) {  /* never shrinks: a slot once handed out stays valid */
         long long *counts = PyMem_Realloc(self->counts, slots * sizeof(long long));
         if (!counts)
@@ -153,19 +162,14 @@ counts_record(Counts *self, PyObject *const *args, Py_ssize_t nargs)
         if (seconds == -1.0 && PyErr_Occurred())
             return NULL;
     }
-    if (self->on_first != NULL) {  /* Python code may run here: before anything is counted */
-        PyObject *on_first = self->on_first, *result;
+    if (self->on_first != NULL) {  /* once, even if it fails; Python code runs here, before anything is counted */
+        PyObject *on_first = self->on_first;
         self->on_first = NULL;
-        result = PyObject_CallNoArgs(on_first);
-        if (result == NULL) {
-            if (self->on_first == NULL)
-                self->on_first = on_first;  /* the next record tries again */
-            else
-                Py_DECREF(on_first);
-            return NULL;
-        }
-        Py_DECREF(result);
+        PyObject *result = PyObject_CallNoArgs(on_first);
         Py_DECREF(on_first);
+        if (result == NULL)
+            return NULL;
+        Py_DECREF(result);
     }
     if (slot < 0 || slot >= self->slots) {  /* checked after on_first, which may grow the table */
         PyErr_Format(PyExc_IndexError, "slot %zd out of range (%zd slots)", slot, self->slots);
@@ -208,18 +212,33 @@ counts_take(Counts *self, PyObject *Py_UNUSED(ignored))
 {
     if (!ready(self))
         return NULL;
-    PyObject *counts = long_list(self->counts, self->slots);
-    PyObject *buckets = counts ? long_list(self->buckets, self->nbounds) : NULL;
-    PyObject *result = buckets ? Py_BuildValue("(NNd)", counts, buckets, self->sum) : NULL;
-    if (!result) {  /* nothing is reset: the next take() still has these answers */
-        Py_XDECREF(counts);
-        Py_XDECREF(buckets);
-        return NULL;
-    }
-    if (self->slots)
-        memset(self->counts, 0, self->slots * sizeof(long long));
-    memset(self->buckets, 0, self->nbounds * sizeof(long long));
+    /* Copy and zero first, with no Python object made in between (see the top). */
+    Py_ssize_t slots = self->slots, nbounds = self->nbounds;
+    long long *copy = PyMem_Malloc((slots + nbounds) * sizeof(long long));
+    if (!copy)
+        return PyErr_NoMemory();
+    if (slots)  /* counts is NULL until the first grow */
+        memcpy(copy, self->counts, slots * sizeof(long long));
+    memcpy(copy + slots, self->buckets, nbounds * sizeof(long long));
+    double sum = self->sum;
+    if (slots)
+        memset(self->counts, 0, slots * sizeof(long long));
+    memset(self->buckets, 0, nbounds * sizeof(long long));
     self->sum = 0.0;
+
+    PyObject *counts = long_list(copy, slots), *buckets = NULL, *result = NULL;
+    if (counts && (buckets = long_list(copy + slots, nbounds)))
+        result = Py_BuildValue("(OOd)", counts, buckets, sum);
+    Py_XDECREF(counts);
+    Py_XDECREF(buckets);
+    if (!result) {  /* give the numbers back: the next take() has them (slots only ever grow) */
+        for (Py_ssize_t i = 0; i < slots; i++)
+            self->counts[i] += copy[i];
+        for (Py_ssize_t i = 0; i < nbounds; i++)
+            self->buckets[i] += copy[slots + i];
+        self->sum += sum;
+    }
+    PyMem_Free(copy);
     return result;
 }
 
@@ -227,8 +246,8 @@ static PyMethodDef counts_methods[] = {
     {"grow", (PyCFunction)counts_grow, METH_O,
      "grow(slots): make room for this many slots (new ones start at zero); never shrinks."},
     {"record", (PyCFunction)(void (*)(void))counts_record, METH_FASTCALL,
-     "record(slot, seconds=None): one answer in this slot, and its latency when timed. The first "
-     "call runs on_first before it counts."},
+     "record(slot, seconds=None, /): one answer in this slot, and its latency when timed. The first "
+     "call runs on_first (once, even if it fails) before it counts."},
     {"take", (PyCFunction)counts_take, METH_NOARGS,
      "take() -> (counts per slot, observations per bucket, sum of seconds), all set back to zero."},
     {NULL, NULL, 0, NULL},

@@ -91,7 +91,7 @@ class Tally:
     def _new_counts(self) -> None:
         self._counts = Counts(self.histogram._upper_bounds, self._start_flushing)
         self._counts.grow(len(self._labels))
-        # record(slot, seconds=None): one answer in this slot, and its latency when it is timed.
+        # record(slot, seconds=None, /): one answer in this slot, and its latency when it is timed.
         # The first call in a process starts the flushing thread.
         self.record = self._counts.record
 
@@ -125,7 +125,10 @@ class Tally:
             self.histogram._sum.inc(total)
 
     def _start_flushing(self) -> None:
-        threading.Thread(target=self._flush_forever, name="metrics-tally", daemon=True).start()
+        try:
+            threading.Thread(target=self._flush_forever, name="metrics-tally", daemon=True).start()
+        except RuntimeError:  # no thread to be had: the answer still counts, added at each scrape instead
+            logging.getLogger(__name__).exception("the metrics tally cannot start its flushing thread")
 
     def _flush_forever(self) -> None:
         while True:

@@ -282,3 +282,26 @@ def test_counts_take_contrived_input_safely():
         counts.grow(2**61 + 1)  # its size in bytes would wrap
     with pytest.raises(TypeError):
         counts.record(0, seconds=0.5)  # positional only: record(slot, seconds=None, /)
+
+
+def test_a_take_that_runs_out_of_memory_keeps_its_numbers_for_the_next():
+    testcapi = pytest.importorskip("_testcapi")  # CPython's own test hooks: fail the n-th allocation
+    counts = Counts(BOUNDS, lambda: None)
+    counts.grow(3)
+    counts.record(0, 0.5)
+    outcomes = []
+    for failing in range(8):  # the copy, the lists, their ints, the tuple, the float: each in turn
+        keep = [(i, i, i) for i in range(3000)], [i + 0.25 for i in range(3000)]  # no free lists to reuse
+        testcapi.set_nomemory(failing, failing + 1)
+        try:
+            taken = counts.take()
+        except MemoryError:
+            outcomes.append("failed")
+            continue
+        finally:
+            testcapi.remove_mem_hooks()
+            del keep
+        outcomes.append("taken")
+        assert taken == ([1, 0, 0], [0, 0, 1], 0.5)  # the one answer, whatever failed before
+        counts.record(0, 0.5)
+    assert outcomes.count("failed") >= 2 and "taken" in outcomes, outcomes

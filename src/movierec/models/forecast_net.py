@@ -83,7 +83,10 @@ class ForecastNet(nn.Module):
         return self.decoder(hidden) + self.context[bucket] @ self.context_weight
 
 
-def forecast_loss(logits: torch.Tensor, seen: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Multinomial log-likelihood of the target movies among those not yet seen."""
+def forecast_loss(logits: torch.Tensor, seen: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Multinomial log-likelihood of the target movies (row, movie index pairs) among those not yet seen,
+    averaged per row, then over rows."""
+    rows, movies = target
     log_p = F.log_softmax(logits.masked_fill(seen, -1e9), dim=1)
-    return -((log_p * target).sum(1) / target.sum(1).clamp_min(1)).mean()
+    per_row = torch.zeros(len(logits)).index_add_(0, rows, log_p[rows, movies])
+    return -(per_row / torch.bincount(rows, minlength=len(logits)).clamp_min(1)).mean()

@@ -20,6 +20,7 @@ from movierec.models.registry import list_models, load_card
 from movierec.processes import FunctionProcess
 from movierec.recs import Run, publication_history, read_current
 from movierec.replay import ReplayStats, replay
+from movierec.resources import measured
 from movierec.store import Store, open_store
 from pipelines.fanout import run_local, run_remote, start_run
 from pipelines.publish import publish
@@ -34,6 +35,7 @@ class Refreshed:
     snapshot: dict
     model: dict | None  # None: nothing published (see _why_not)
     run_id: str | None
+    steps: dict[str, dict[str, float]]  # each step's wall seconds and peak RSS (movierec.resources)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ def refresh(
     run. Without `force`, nothing is published while `_why_not` says so, and a model already trained
     on the snapshot (by a refresh that failed later) is reused rather than trained again."""
     console = console or Console(stderr=True)
-    manifest, created = make_snapshot(store)
+    steps: dict[str, dict[str, float]] = {}
+    with measured(steps, "snapshot"):
+        manifest, created = make_snapshot(store)
     counts = manifest["counts"]
     console.print(
         f"[bold]snapshot[/] {manifest['id']} ({'new' if created else 'unchanged'}): "
@@ -109,22 +113,25 @@ def refresh(
     )
     if not force and (reason := _why_not(store, manifest["id"])):
         console.print(f"[bold]nothing to do[/]: {reason} (--force overrides)")
-        return Refreshed(manifest, None, None)
+        return Refreshed(manifest, None, None, steps)
     if not force and (card := _trained_on(store, manifest["id"], model_kind)):
         console.print(f"[bold]train[/] reusing model {card['version']}, already trained on this snapshot")
     else:
-        with progress_bar(console) as bar:
+        with measured(steps, "train"), progress_bar(console) as bar:
             task = bar.add_task(f"train {model_kind}", total=100)
             card = train(store, snapshot_id=manifest["id"], kind=model_kind, evaluate=evaluate,
                          progress=lambda f: bar.update(task, completed=round(100 * f)))
         console.print(f"[bold]train[/] model {card['version']} in {card['train_seconds']:.1f} s")
     run = start_run(store, card["version"], partitions=partitions, top_k=top_k)
-    with progress_bar(console) as bar:
+    with measured(steps, "precompute"), progress_bar(console) as bar:
         task = bar.add_task("precompute partitions", total=partitions)
         fan_out(store, run, lambda partition: bar.advance(task))
-    publish(store, [run.run_id])
+    with measured(steps, "publish"):
+        publish(store, [run.run_id])
     console.print(f"[bold]publish[/] run {run.run_id}: {card['users']:,} users, {partitions} shards")
-    return Refreshed(manifest, card, run.run_id)
+    for name, step in steps.items():
+        console.print(f"  {name:<11} {step['seconds']:>9.1f} s  peak {step['peak_rss_mb']:>8,.0f} MB")
+    return Refreshed(manifest, card, run.run_id, steps)
 
 
 def run_loop(

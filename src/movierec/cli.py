@@ -169,6 +169,10 @@ def cmd_refresh(args) -> int:
     done = refresh(_store(args), _fan_out(args), model_kind=args.model, top_k=settings.top_k,
                    partitions=args.partitions or settings.partitions, evaluate=not args.no_evaluate,
                    force=args.force, console=console)
+    if args.report:
+        Path(args.report).write_text(json.dumps({"run_id": done.run_id, "snapshot": done.snapshot["id"],
+                                                 "model": done.model and done.model["version"],
+                                                 "steps": done.steps}, indent=2))
     print(done.run_id or "nothing published")
     return 0
 
@@ -347,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-evaluate", action="store_true", help="skip the offline evaluation against baselines")
     p.add_argument("--force", action="store_true",
                    help="train and publish even with nothing new, during an A/B test or after a rollback")
+    p.add_argument("--report", metavar="PATH", help="also write each step's wall time and peak RSS there (JSON)")
     _fan_out_options(p)
     p.set_defaults(func=cmd_refresh)
 

@@ -34,3 +34,20 @@ def random_folds(n: int, *, k: int = 5, seed: int = 0) -> list[np.ndarray]:
     """k disjoint index arrays covering range(n), shuffled by `seed`."""
     perm = np.random.default_rng(seed).permutation(n)
     return [np.sort(part) for part in np.array_split(perm, k)]
+
+
+def sample_users(data: Interactions, n: int, *, seed: int = 0) -> Interactions:
+    """At most `n` users drawn at random (all of them when there are fewer), renumbered 0..n-1;
+    the movie index space is kept, so scores stay comparable to the full data's."""
+    if data.n_users <= n:
+        return data
+    chosen = np.sort(np.random.default_rng(seed).choice(data.n_users, n, replace=False))
+    new_index = np.full(data.n_users, -1, np.int64)
+    new_index[chosen] = np.arange(n)
+    rows = new_index[data.user_idx] >= 0
+    kept = data.subset(rows)
+    return Interactions(
+        user_ids=data.user_ids[chosen], movie_ids=data.movie_ids,
+        user_idx=new_index[kept.user_idx].astype(np.int32), movie_idx=kept.movie_idx,
+        watch_minutes=kept.watch_minutes, rating=kept.rating, last_time=kept.last_time,
+    )

@@ -77,10 +77,18 @@ class ForecastNet(nn.Module):
         self.register_buffer("context", context)  # [buckets, movies, features]
         self.context_weight = nn.Parameter(torch.zeros(context.shape[-1]))
 
-    def forward(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor) -> torch.Tensor:
+    def encode(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         movies, offsets, weights = inputs
-        hidden = torch.tanh(self.encoder(movies, offsets, per_sample_weights=weights) + self.encoder_bias)
-        return self.decoder(hidden) + self.context[bucket] @ self.context_weight
+        return torch.tanh(self.encoder(movies, offsets, per_sample_weights=weights) + self.encoder_bias)
+
+    def forward(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encode(inputs)) + self.context[bucket] @ self.context_weight
+
+    def candidate_logits(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor,
+                         candidates: torch.Tensor) -> torch.Tensor:
+        """Logits of the `candidates` movies only: [rows, len(candidates)], for sampled softmax."""
+        weight, bias = self.decoder.weight[candidates], self.decoder.bias[candidates]
+        return self.encode(inputs) @ weight.T + bias + self.context[:, candidates][bucket] @ self.context_weight
 
 
 def forecast_loss(logits: torch.Tensor, seen: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -108,8 +108,9 @@ class NeuralRecommender(Recommender):
     def __init__(self, *, hidden: int = 512, decay: float = 0.95, epochs: int = 100, lr: float = 5e-3,
                  dropout: float = 0.3, buckets: int = 40, context_widths: tuple[int, ...] = (0, 2, 8),
                  target_share: float = 0.25, rating_head: bool = True, rating_dim: int = 20,
-                 rating_samples: int = 80, cuts: int = 1, batch_users: int = 1024, max_steps: int = 1500,
-                 validation_users: int = 5000, patience: int = 2, threads: int | None = None) -> None:
+                 rating_samples: int = 80, cuts: int = 1, batch_users: int = 1024, max_steps: int = 1000,
+                 validation_users: int = 5000, patience: int = 2, full_softmax_movies: int = 10_000,
+                 sampled_negatives: int = 2048, threads: int | None = None) -> None:
         self.cuts = cuts
         self.hidden, self.decay, self.epochs, self.lr, self.dropout = hidden, decay, epochs, lr, dropout
         self.buckets, self.context_widths, self.target_share = buckets, tuple(context_widths), target_share
@@ -118,6 +119,9 @@ class NeuralRecommender(Recommender):
         # full-batch training); at course scale it bounds a step's memory to a few [1024 x movies] tensors.
         self.batch_users, self.max_steps = batch_users, max_steps
         self.validation_users, self.patience = validation_users, patience
+        # Past this many movies a step scores only the batch's targets and shared sampled negatives
+        # (docs/model.md: the full softmax over 27,000 movies made a step ~N x slower).
+        self.full_softmax_movies, self.sampled_negatives = full_softmax_movies, sampled_negatives
         self.threads = threads or min(2, os.cpu_count() or 1)
         self.timings: dict[str, float] = {}
         self.training: dict[str, Any] = {}
@@ -130,6 +134,7 @@ class NeuralRecommender(Recommender):
             "target_share": self.target_share, "rating_head": self.rating_head,
             "rating_dim": self.rating_dim, "rating_samples": self.rating_samples, "batch_users": self.batch_users,
             "max_steps": self.max_steps, "validation_users": self.validation_users, "patience": self.patience,
+            "full_softmax_movies": self.full_softmax_movies, "sampled_negatives": self.sampled_negatives,
         }
 
     def card_notes(self) -> dict[str, Any]:
@@ -198,16 +203,26 @@ class NeuralRecommender(Recommender):
         cuts = _Cuts.of(self.history, np.tile(users, self.cuts))
         n_batches = -(-cuts.n_users // self.batch_users)
         epochs = min(self.epochs, max(1, -(-self.max_steps // n_batches)))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, foreach=True)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr, fused=True)  # ~8x foreach on CPU
+        sampled = data.n_movies > self.full_softmax_movies
+        if sampled:  # negatives drawn by interaction count ** 0.75, each batch sharing one draw
+            q = (np.bincount(data.movie_idx, minlength=data.n_movies) + 1.0) ** 0.75
+            q /= q.sum()
+            self._log_q, cumulative = torch.from_numpy(np.log(q).astype(np.float32)), np.cumsum(q)
         best, stale = (np.inf, None), 0
-        self.training.update(users=len(users), batch_users=self.batch_users, batches_per_epoch=n_batches)
+        self.training.update(users=len(users), batch_users=self.batch_users, batches_per_epoch=n_batches,
+                             softmax=f"sampled, {self.sampled_negatives} negatives" if sampled else "full")
         self.net.train()
         for epoch in range(epochs):
             cut, kept = cuts.draw(rng, self.dropout)
             order = rng.permutation(cuts.n_users) if n_batches > 1 else np.arange(cuts.n_users)
             for b in range(n_batches):
                 batch = order[b * self.batch_users:(b + 1) * self.batch_users]
-                loss = self._batch_loss(cuts, batch, cut, kept)
+                negatives = None
+                if sampled:
+                    draws = np.searchsorted(cumulative, rng.random(self.sampled_negatives) * cumulative[-1])
+                    negatives = np.unique(np.minimum(draws, data.n_movies - 1))
+                loss = self._batch_loss(cuts, batch, cut, kept, negatives)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -229,8 +244,10 @@ class NeuralRecommender(Recommender):
             self.net.load_state_dict(best[1])
         self.net.eval()
 
-    def _batch_loss(self, cuts: _Cuts, batch: np.ndarray, cut: np.ndarray, kept: np.ndarray | None) -> torch.Tensor:
-        """Forecast loss of one batch of users cut at `cut`; `kept` drops input rows (None: keep all)."""
+    def _batch_loss(self, cuts: _Cuts, batch: np.ndarray, cut: np.ndarray, kept: np.ndarray | None,
+                    negatives: np.ndarray | None = None) -> torch.Tensor:
+        """Forecast loss of one batch of users cut at `cut`; `kept` drops input rows (None: keep all).
+        With `negatives`, a sampled softmax over the batch's targets and those movies (log q corrected)."""
         rows, local = cuts.rows(batch)
         movies, times = cuts.movies[rows], cuts.times[rows]
         position, cut_r = cuts.position[rows], cut[batch][local]
@@ -239,11 +256,22 @@ class NeuralRecommender(Recommender):
         after = (position >= cut_r) & (position < cut_r + horizon_r)
         used = before if kept is None else before & kept[rows]
         inputs = bag(local[used], movies[used], self.decay ** (cut_r - 1 - position)[used], len(batch))
-        seen = torch.zeros(len(batch), self.n_movies, dtype=torch.bool)
-        seen[torch.from_numpy(local[before]), torch.from_numpy(movies[before])] = True
         bucket = torch.from_numpy(np.searchsorted(self.edges, times[before & (position == cut_r - 1)]))
-        target = (torch.from_numpy(local[after]), torch.from_numpy(movies[after]))
-        return forecast_loss(self.net(inputs, bucket), seen, target)
+        if negatives is None:
+            seen = torch.zeros(len(batch), self.n_movies, dtype=torch.bool)
+            seen[torch.from_numpy(local[before]), torch.from_numpy(movies[before])] = True
+            target = (torch.from_numpy(local[after]), torch.from_numpy(movies[after]))
+            return forecast_loss(self.net(inputs, bucket), seen, target)
+        candidates = np.union1d(movies[after], negatives)
+        column = np.full(self.n_movies, -1)
+        column[candidates] = np.arange(len(candidates))
+        seen = torch.zeros(len(batch), len(candidates), dtype=torch.bool)
+        hit = before & (column[movies] >= 0)
+        seen[torch.from_numpy(local[hit]), torch.from_numpy(column[movies[hit]])] = True
+        target = (torch.from_numpy(local[after]), torch.from_numpy(column[movies[after]]))
+        chosen = torch.from_numpy(candidates)
+        logits = self.net.candidate_logits(inputs, bucket, chosen) - self._log_q[chosen]
+        return forecast_loss(logits, seen, target)
 
     def _validation_loss(self, validation: tuple[_Cuts, np.ndarray]) -> float:
         cuts, cut = validation

@@ -35,7 +35,7 @@ def test_every_accepted_pair_of_microk8s_channel_and_knative_release_is_compatib
     channel, release = validation_regex(variables_["microk8s_channel"]), validation_regex(variables_["knative_version"])
     table = min_kubernetes()
     channels = [f"1.{m}/{risk}" for m in range(15, 60) for risk in ("stable", "candidate", "beta", "edge")] + ["latest/stable"]
-    releases = [f"1.{m}.{p}" for m in range(0, 40) for p in range(0, 6)]
+    releases = [f"1.{m}.{p}" for m in range(40) for p in range(6)]
     accepted_channels = [c for c in channels if channel.search(c)]
     accepted_releases = [r for r in releases if release.search(r)]
     assert accepted_channels and accepted_releases

@@ -65,7 +65,8 @@ def test_the_pod_monitor_finds_every_function_pod_and_labels_it_as_the_rules_que
         assert labels["app.kubernetes.io/name"] == fn  # the `function` label the rules use
         annotations = service["spec"]["template"]["metadata"]["annotations"]
         assert endpoint["path"] == annotations["prometheus.io/path"]
-    # Knative names the user container's port user-port in the revision's pods (not queue-proxy's).
+    # Knative names the user container's port user-port in every revision's pods, whatever
+    # the Service calls it (knative/serving, pkg/apis/serving: UserPortName); queue-proxy's differ.
     assert endpoint["port"] == "user-port"
     queried = set(re.findall(r'function="(\w+)"', (MONITORING / "alerts.yaml").read_text()))
     assert queried and queried <= set(FUNCTIONS)
@@ -107,3 +108,6 @@ def test_the_install_script_pins_the_chart_and_uses_the_values(tmp_path: Path) -
     assert re.search(r"upgrade --install kps prometheus-community/kube-prometheus-stack --version \d+\.\d+\.\d+ ", install)
     assert f"--values {REPO}/monitoring/kube-prometheus-stack.values.yaml" in install
     assert values()["fullnameOverride"] == "kps"
+    storage = values()["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"]
+    cloud_init = (REPO / "terraform" / "templates" / "cloud-init.yaml.tftpl").read_text()
+    assert storage["storageClassName"] == "microk8s-hostpath" and "hostpath-storage" in cloud_init  # the class exists

@@ -147,6 +147,8 @@ def test_cloud_init_is_valid_and_its_scripts_pass_shellcheck(tmp_path: Path, tls
     listing = json.loads(result.stdout)
     scripts = [f["file"] for f in listing["files"] if Path(f["file"]).read_text().startswith("#!/bin/bash")]
     assert len(scripts) == 3, listing
+    for script in scripts:  # run by SSM, systemd and cloud-init, none of which has the snaps on PATH
+        assert "\nexport PATH=/snap/bin:$PATH\n" in Path(script).read_text(), script
     check(run([tool(LINT_BIN / "shellcheck"), "--severity=style", *scripts]))
     bootstrap = next(Path(f["file"]) for f in listing["files"] if f["path"] == "/usr/local/sbin/movierec-bootstrap").read_text()
     # Knative pieces at one pinned release, and the overlay applied at the end.

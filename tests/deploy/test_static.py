@@ -79,6 +79,13 @@ def test_images_run_unprivileged_with_a_healthcheck(dockerfile: Path) -> None:
         assert '".[recommend]"' in instructions and "torch" not in instructions.lower()
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
+def test_both_stages_run_the_same_python_and_the_run_stage_is_pinned_by_digest(dockerfile: Path) -> None:
+    build, run_stage = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.MULTILINE)
+    assert build.startswith("python:3.11.13-bookworm") and run_stage.startswith("python:3.11.13-slim-bookworm")
+    assert re.fullmatch(r"python:3\.11\.13-slim-bookworm@sha256:[0-9a-f]{64}", run_stage)
+
+
 def copied(dockerfile: Path, stage: int | None = None) -> list[str]:
     """The paths of the build context that a Dockerfile COPYs (not those from another stage),
     in all its stages or in the given one."""

@@ -90,3 +90,16 @@ def test_kafka_sasl_and_tls_from_a_secret(tmp_path: Path) -> None:
     assert "sasl" not in plain.stdout
     cloud_init = (REPO / "terraform" / "templates" / "cloud-init.yaml.tftpl").read_text()
     assert "KAFKA_AUTH=${kafka_auth}" in cloud_init and "kafka_auth              = var.kafka_auth" in (REPO / "terraform" / "main.tf").read_text()
+
+
+def test_what_docs_deploy_md_asks_of_the_example_exists() -> None:
+    """docs/deploy.md runs terraform in examples/complete: every output it reads and every
+    variable it tells you to set must exist there (and reach the module)."""
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    example = REPO / "terraform" / "examples" / "complete"
+    outputs = {name for block in hcl(example / "outputs.tf")["output"] for name in block}
+    assert set(re.findall(r"terraform output -raw (\w+)", deploy)) <= outputs
+    variables = {name for block in hcl(example / "variables.tf")["variable"] for name in block}
+    main = (example / "main.tf").read_text()
+    for name in re.findall(r"Apply with `(\w+) = ", deploy):
+        assert name in variables and re.search(rf"\n  {name} += var\.{name}\n", main), name

@@ -143,8 +143,10 @@ def test_the_host_mints_each_workload_its_own_roles_credentials(tmp_path: Path) 
     made = tmp_path / "made"
     made.mkdir()
     env = stub_bin(tmp_path / "bin", {
-        # assume-role answers with the role in the key id, in the shape --query asks for
-        "aws": 'echo "{\\"Version\\": 1, \\"AccessKeyId\\": \\"$4\\", \\"SecretAccessKey\\": \\"s\\", \\"SessionToken\\": \\"t\\", \\"Expiration\\": \\"2026-12-07T14:00:00Z\\"}"',
+        "curl": 'case "$*" in *api/token*) echo token;; *) echo eu-west-1;; esac',
+        # assume-role (in the host's region) answers with the role in the key id, in the shape --query asks for
+        "aws": '[ "$AWS_REGION" = eu-west-1 ] || exit 3\n'
+               'echo "{\\"Version\\": 1, \\"AccessKeyId\\": \\"$4\\", \\"SecretAccessKey\\": \\"s\\", \\"SessionToken\\": \\"t\\", \\"Expiration\\": \\"2026-12-07T14:00:00Z\\"}"',
         "microk8s": f'''case "$*" in *"create secret"*) d={made}/"$7"; mkdir -p "$d"
   for a in "$@"; do case $a in --from-file=*) f=${{a#--from-file=}}; cp "${{f#*=}}" "$d/${{f%%=*}}";; esac; done;; esac
 cat > /dev/null; exit 0''',
@@ -163,7 +165,7 @@ cat > /dev/null; exit 0''',
     assert component.count("mountPath: /var/run/secrets/movierec/aws\n") == len(WORKLOADS)
     assert component.count("value: /var/run/secrets/movierec/aws/config\n") == len(WORKLOADS)
     timer = files["/etc/systemd/system/movierec-credentials.timer"].read_text()
-    assert "OnUnitActiveSec=20min" in timer  # well inside the hour a session lasts
+    assert "OnUnitActiveSec=20min" in timer and "OnBootSec=2min" in timer  # well inside the hour a session lasts
     assert 'workload_roles          = join(" ", [for w in sort(keys(aws_iam_role.workload))' in (REPO / "terraform" / "main.tf").read_text()
 
 

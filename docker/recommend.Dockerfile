@@ -19,7 +19,9 @@ COPY pipelines/ pipelines/
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[recommend]"
 
-FROM python:3.11.13-slim-bookworm
+# The run stage by digest (the tag's, as pinned by many public projects; the build stage's
+# tag had no digest that could be confirmed from here, so it stays a tag: same Python 3.11.13).
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1
 ARG GIT_COMMIT=unknown
 ARG MODEL_VERSION=unknown
 LABEL org.opencontainers.image.title="movierec-recommend" \

@@ -5,6 +5,18 @@ locals {
 
   # The Kafka ports the host may reach, taken from the bootstrap servers.
   kafka_ports = distinct([for s in var.kafka_bootstrap_servers : tonumber(split(":", s)[1])])
+
+  # The oldest Kubernetes each Knative release starts on: its controllers exit when the
+  # API server is older (DefaultKubernetesMinVersion in knative.dev/pkg's version package,
+  # vendored at the release). Source and date: terraform/README.md, "Versions".
+  # tests/deploy/test_versions.py checks every pair the variables accept against it.
+  knative_min_kubernetes = {
+    "1.23" = "1.34"
+  }
+  knative_minor    = join(".", slice(split(".", var.knative_version), 0, 2))
+  kubernetes_minor = split("/", var.microk8s_channel)[0]
+
+  tls = var.tls_email != null
 }
 
 data "aws_ami" "ubuntu" {
@@ -63,7 +75,9 @@ resource "aws_security_group" "host" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "http" {
-  for_each = toset(var.allowed_http_cidrs)
+  # With TLS, Let's Encrypt's HTTP-01 challenge must reach port 80 from anywhere; plain
+  # HTTP then only redirects to HTTPS.
+  for_each = toset(local.tls ? ["0.0.0.0/0"] : var.allowed_http_cidrs)
 
   security_group_id = aws_security_group.host.id
   description       = "recommend (Knative ingress via Kourier) from ${each.value}"
@@ -71,6 +85,18 @@ resource "aws_vpc_security_group_ingress_rule" "http" {
   ip_protocol       = "tcp"
   from_port         = 80
   to_port           = 80
+  tags              = local.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "https" {
+  for_each = toset(local.tls ? var.allowed_http_cidrs : [])
+
+  security_group_id = aws_security_group.host.id
+  description       = "recommend over HTTPS (Knative ingress via Kourier) from ${each.value}"
+  cidr_ipv4         = each.value
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
   tags              = local.tags
 }
 
@@ -137,6 +163,9 @@ resource "aws_instance" "host" {
     store_uri               = local.store_uri
     kafka_topic             = var.kafka_topic
     kafka_bootstrap_servers = join(",", var.kafka_bootstrap_servers)
+    kafka_auth              = var.kafka_auth
+    tls_email               = var.tls_email == null ? "" : var.tls_email
+    workload_roles          = join(" ", [for w in sort(keys(aws_iam_role.workload)) : "${w}=${aws_iam_role.workload[w].arn}"])
   })
   # A changed bootstrap script means a new host; the bucket keeps all data.
   user_data_replace_on_change = true
@@ -144,8 +173,10 @@ resource "aws_instance" "host" {
   metadata_options {
     http_endpoint = "enabled"
     http_tokens   = "required" # IMDSv2 only
-    # 2 hops: pods (one hop behind the node) get instance-profile credentials.
-    http_put_response_hop_limit = 2
+    # 1 hop: only the host itself reaches IMDS (and the instance role, which may do nothing
+    # but assume the workloads' roles); a pod is one hop further and gets no answer. Each
+    # workload gets its own short-lived credentials instead (iam.tf, terraform/README.md).
+    http_put_response_hop_limit = 1
   }
 
   root_block_device {
@@ -157,6 +188,17 @@ resource "aws_instance" "host" {
 
   tags        = local.tags
   volume_tags = local.tags
+
+  lifecycle {
+    # The newest Ubuntu image is looked up at every plan; without this, the first apply
+    # after Canonical publishes one would replace the host. Set ami_id (or taint) to move.
+    ignore_changes = [ami]
+
+    precondition {
+      condition     = contains(keys(local.knative_min_kubernetes), local.knative_minor) && try(tonumber(split(".", local.kubernetes_minor)[1]) >= tonumber(split(".", local.knative_min_kubernetes[local.knative_minor])[1]), false)
+      error_message = "microk8s_channel ${var.microk8s_channel} is older than the Kubernetes that Knative ${var.knative_version} needs (local.knative_min_kubernetes)."
+    }
+  }
 }
 
 resource "aws_eip_association" "host" {

@@ -10,7 +10,7 @@ output "public_ip" {
 
 output "recommend_url" {
   description = "Base URL of the recommend function (Knative domain <eip>.sslip.io); append /recommend/<user_id>."
-  value       = "http://recommend.movierec.${aws_eip.host.public_ip}.sslip.io"
+  value       = "${local.tls ? "https" : "http"}://recommend.movierec.${aws_eip.host.public_ip}.sslip.io"
 }
 
 output "bucket_name" {
@@ -29,8 +29,18 @@ output "store_uri" {
 }
 
 output "host_role_arn" {
-  description = "ARN of the host's IAM role (store bucket and SSM only)."
+  description = "ARN of the host's IAM role (it may assume the workloads' roles, and use SSM; nothing else)."
   value       = aws_iam_role.host.arn
+}
+
+output "workload_role_arns" {
+  description = "ARN of each workload's role (ingest, recommend, precompute, deadletter, refresh), scoped to its own prefixes of the store."
+  value       = { for workload, role in aws_iam_role.workload : workload => role.arn }
+}
+
+output "deploy_document_name" {
+  description = "SSM document that runs movierec-deploy of one commit on the host (repository variable MOVIEREC_DEPLOY_DOCUMENT)."
+  value       = aws_ssm_document.deploy.name
 }
 
 output "security_group_id" {
@@ -45,5 +55,5 @@ output "ci_role_arn" {
 
 output "region" {
   description = "Region of the bucket and host (AWS_REGION for workstation commands and CI)."
-  value       = aws_s3_bucket.store.region
+  value       = aws_s3_bucket.store.bucket_region
 }

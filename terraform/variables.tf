@@ -16,18 +16,13 @@ variable "tags" {
 }
 
 variable "instance_type" {
-  description = "EC2 instance type of the MicroK8s host. x86_64 only (the images are built for amd64); at least 4 vCPU and 16 GiB for Knative, Kafka source and a precompute fan-out."
+  description = "EC2 instance type of the MicroK8s host: one of the amd64 types whose CPU and memory tests/deploy/test_capacity.py checks against every pod's requests at max-scale (8 vCPU, 32 GiB or more; Knative asks at least 6 CPUs of a single node)."
   type        = string
-  default     = "t3.xlarge"
+  default     = "t3.2xlarge"
 
   validation {
-    condition     = !can(regex("\\.(nano|micro|small|medium|large)$", var.instance_type))
-    error_message = "instance_type is too small: Knative Serving, Eventing and the Kafka source alone need about 4 GiB; use xlarge or larger."
-  }
-
-  validation {
-    condition     = !can(regex("^[a-z]+[0-9]+g[a-z]*\\.", var.instance_type))
-    error_message = "Graviton (arm64) instance types cannot run the amd64 images built by CI."
+    condition     = contains(["t3.2xlarge", "t3a.2xlarge", "m6i.2xlarge", "m6a.2xlarge", "m7i.2xlarge", "m7a.2xlarge", "m6i.4xlarge", "m7i.4xlarge"], var.instance_type)
+    error_message = "instance_type must be one of t3.2xlarge, t3a.2xlarge, m6i.2xlarge, m6a.2xlarge, m7i.2xlarge, m7a.2xlarge, m6i.4xlarge, m7i.4xlarge (amd64, at least 8 vCPU and 32 GiB: the pods' requests at max-scale, Knative, Kafka source and monitoring)."
   }
 }
 
@@ -43,7 +38,7 @@ variable "root_volume_size" {
 }
 
 variable "ami_id" {
-  description = "AMI for the host. Null selects the newest Ubuntu 24.04 LTS amd64 image published by Canonical."
+  description = "AMI for the host. Null selects the newest Ubuntu 24.04 LTS amd64 image published by Canonical at the first apply; a newer image later does not replace the host (ignore_changes), set ami_id or taint the instance to move."
   type        = string
   default     = null
 
@@ -139,19 +134,24 @@ variable "image_tag" {
 }
 
 variable "microk8s_channel" {
-  description = "Snap channel of MicroK8s."
+  description = "Snap channel of MicroK8s. Its Kubernetes must meet the chosen Knative's minimum (local.knative_min_kubernetes in main.tf): 1.34 or newer for Knative 1.23."
   type        = string
-  default     = "1.32/stable"
+  default     = "1.34/stable"
+
+  validation {
+    condition     = can(regex("^1\\.(3[4-9]|[4-9][0-9])/stable$", var.microk8s_channel))
+    error_message = "microk8s_channel must be a stable channel of Kubernetes 1.34 or newer (e.g. 1.34/stable): Knative 1.23 exits on an older API server."
+  }
 }
 
 variable "knative_version" {
-  description = "Release of Knative Serving, Eventing, net-kourier and the Kafka source (one version for all, as Knative releases them together)."
+  description = "Release of Knative Serving, Eventing, net-kourier and the Kafka source (one version for all, as Knative releases them together). Only releases listed in local.knative_min_kubernetes (main.tf) are accepted."
   type        = string
   default     = "1.23.0"
 
   validation {
-    condition     = can(regex("^1\\.[0-9]+\\.[0-9]+$", var.knative_version))
-    error_message = "knative_version must look like 1.23.0."
+    condition     = can(regex("^1\\.23\\.[0-9]+$", var.knative_version))
+    error_message = "knative_version must be a 1.23.x release: add a row to local.knative_min_kubernetes (main.tf) and widen this check to use another minor."
   }
 }
 
@@ -231,4 +231,21 @@ variable "create_github_oidc_provider" {
   description = "Whether to create the account's GitHub Actions OIDC provider (only one may exist per account; set false if it does)."
   type        = bool
   default     = true
+}
+
+variable "kafka_auth" {
+  description = "Whether the KafkaSource authenticates to a managed Kafka with SASL over TLS. The credentials go into the Secret movierec-kafka-auth on the host (docs/deploy.md), never into Terraform state."
+  type        = bool
+  default     = false
+}
+
+variable "tls_email" {
+  description = "Contact address for Let's Encrypt. Null (the default) serves recommend over plain HTTP; an address installs cert-manager and net-certmanager, opens ports 80 and 443 to the internet (HTTP-01 challenges), and redirects HTTP to HTTPS."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.tls_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.tls_email))
+    error_message = "tls_email must be null or an e-mail address."
+  }
 }

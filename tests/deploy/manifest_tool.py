@@ -3,13 +3,15 @@
 The repository's test environment need not have PyYAML, jsonschema or
 kubernetes-validate; this script runs where they are and answers in JSON.
 
-  validate SCHEMA_DIR FILE...   Knative kinds against their CRD schemas, every other
-                                kind with kubernetes-validate --strict; exit 1 on errors
+  validate SCHEMA_DIRS FILE...  kinds with a CRD schema in SCHEMA_DIRS (colon-separated: Knative,
+                                Prometheus operator) against it, every other kind with
+                                kubernetes-validate --strict; exit 1 on errors
   dump FILE                     all documents of FILE as one JSON list
   podviews FILE OUT             each Knative Service's pod template as a Deployment
                                 (for scanners that only know core workload kinds)
   tf-interface DIR              variables/outputs/providers of a Terraform module, JSON
   cloud-init FILE OUT           write the files of a cloud-config into OUT, list them
+  hcl FILE                      a Terraform file as JSON, string literals unquoted
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-KUBERNETES_VERSION = "1.32.0"  # the MicroK8s channel terraform/ installs
+KUBERNETES_VERSION = "1.34.0"  # the MicroK8s channel terraform/ installs (tests/deploy/test_versions.py)
 
 
 def load_all(path: str) -> list[dict]:
@@ -53,10 +55,11 @@ def strict(schema: dict) -> dict:
     return schema
 
 
-def crd_schemas(schema_dir: str) -> dict[tuple[str, str, str], dict]:
+def crd_schemas(schema_dirs: str) -> dict[tuple[str, str, str], dict]:
     """(group, version, kind) -> strict openAPIV3Schema of every served version."""
     schemas = {}
-    for path in sorted(Path(schema_dir).glob("*.yaml")):
+    paths = sorted(p for d in schema_dirs.split(":") for p in Path(d).glob("*.yaml"))
+    for path in paths:
         for crd in load_all(str(path)):
             if crd.get("kind") != "CustomResourceDefinition":
                 continue
@@ -86,7 +89,7 @@ def validate(schema_dir: str, files: list[str]) -> int:
             api = doc.get("apiVersion", "")
             group, _, version = api.rpartition("/")
             name = f"{path}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-            if group in knative_groups or group.endswith("knative.dev"):
+            if group in knative_groups or group.endswith(("knative.dev", "coreos.com")):
                 schema = schemas.get((group, version, doc.get("kind")))
                 if schema is None:
                     errors.append(f"{name}: no CRD schema for {api} {doc.get('kind')} in {schema_dir}")
@@ -185,6 +188,24 @@ def cloud_init(path: str, out: str) -> int:
     return 0
 
 
+def unquoted(node: object) -> object:
+    if isinstance(node, dict):
+        return {str(unquoted(k)): unquoted(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [unquoted(v) for v in node]
+    if isinstance(node, str) and len(node) >= 2 and node[0] == node[-1] == '"':
+        return node[1:-1]
+    return node
+
+
+def hcl(path: str) -> int:
+    import hcl2
+
+    with open(path, encoding="utf-8") as f:
+        print(json.dumps(unquoted(hcl2.load(f)), default=str))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command, args = argv[0], argv[1:]
     if command == "validate":
@@ -199,6 +220,8 @@ def main(argv: list[str]) -> int:
         return tf_interface(args[0])
     if command == "cloud-init":
         return cloud_init(args[0], args[1])
+    if command == "hcl":
+        return hcl(args[0])
     print(__doc__)
     return 2
 

@@ -8,23 +8,16 @@ import json
 import subprocess
 from pathlib import Path
 
-from deploytools import REPO, TOOLS, manifest_tool, render, tool
+from deploytools import REPO, TOOLS, manifest_tool, render_aws, tool
 
 FRAMEWORKS = ("terraform", "kubernetes", "dockerfile", "github_actions")
 
 
 def render_as_deployed(tmp_path: Path) -> str:
-    """The aws overlay with image tags pinned, as the host's deploy layer renders it."""
-    tmp_path.mkdir()
-    (tmp_path / "knative").symlink_to(REPO / "knative")
-    layer = tmp_path / "deploy"
-    layer.mkdir()
-    images = "".join(
-        f"  - {{name: movierec-{fn}, newName: ghcr.io/example/movierec-{fn}, newTag: sha-0123abc}}\n"
-        for fn in ("recommend", "ingest", "precompute", "deadletter")
-    )
-    (layer / "kustomization.yaml").write_text(f"resources: [../knative/overlays/aws]\nimages:\n{images}")
-    return render(layer)
+    """The aws overlay as the host's deploy renders it (scripts/render-aws.sh)."""
+    result = render_aws(tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def parse_reports(text: str) -> list[dict]:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 from deploytools import (
     FUNCTIONS,
+    HOST_SETTINGS,
     KNATIVE_SCHEMAS,
+    OPERATOR_SCHEMAS,
     OVERLAYS,
     REPO,
+    SCHEMAS,
+    copy_repo,
     load_docs,
     manifest_tool,
     render,
@@ -38,8 +41,9 @@ def test_overlays_exist() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rendered_objects_match_their_schemas(rendered: dict[str, Path], overlay: str) -> None:
-    assert (KNATIVE_SCHEMAS / "SOURCE.md").exists(), f"Knative CRD schemas not found at {KNATIVE_SCHEMAS}"
-    result = manifest_tool("validate", str(KNATIVE_SCHEMAS), str(rendered[overlay]))
+    for schemas in (KNATIVE_SCHEMAS, OPERATOR_SCHEMAS):
+        assert (schemas / "SOURCE.md").exists(), f"CRD schemas not found at {schemas}"
+    result = manifest_tool("validate", SCHEMAS, str(rendered[overlay]))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -114,7 +118,7 @@ def test_events_reach_the_right_function(rendered: dict[str, Path], overlay: str
     assert source["spec"]["sink"]["ref"]["name"] == "ingest"
     (topic,) = source["spec"]["topics"]
     assert re.fullmatch(r"movielog\d+", topic), topic
-    assert not any("CHANGE-ME" in s for s in source["spec"]["bootstrapServers"]) or overlay == "aws"
+    assert not any("CHANGE-ME" in s for s in source["spec"]["bootstrapServers"])
     delivery = source["spec"]["delivery"]
     assert delivery["retry"] >= 3 and delivery["backoffPolicy"] in {"exponential", "linear"}
     assert delivery["backoffDelay"].startswith("PT")
@@ -174,84 +178,95 @@ def test_no_credentials_in_manifests(rendered: dict[str, Path]) -> None:
         assert "kind: Secret" not in text, path
 
 
-def test_host_deploy_layer_pins_images_and_merges_host_settings(tmp_path: Path) -> None:
-    """Runs the host's /usr/local/bin/movierec-deploy from the rendered cloud-init,
-    with git, curl and microk8s stubbed, and checks what it would apply."""
+def host_files(tmp_path: Path, **variables: str) -> dict[str, Path]:
+    """The files cloud-init writes on the host (path -> extracted copy)."""
     cloud_init = tmp_path / "cloud-init.yaml"
-    cloud_init.write_text(render_cloud_init())
-    files = tmp_path / "files"
-    listing = json.loads(manifest_tool("cloud-init", str(cloud_init), str(files)).stdout)
-    script = next(Path(f["file"]) for f in listing["files"] if f["path"] == "/usr/local/bin/movierec-deploy")
-    env_file = next(Path(f["file"]) for f in listing["files"] if f["path"] == "/etc/movierec/deploy.env")
+    cloud_init.write_text(render_cloud_init(**variables))
+    listing = json.loads(manifest_tool("cloud-init", str(cloud_init), str(tmp_path / "files")).stdout)
+    return {f["path"]: Path(f["file"]) for f in listing["files"]}
 
+
+def stub_bin(directory: Path, stubs: dict[str, str]) -> dict[str, str]:
+    directory.mkdir()
+    for name, body in stubs.items():
+        (directory / name).write_text(f"#!/bin/bash\n{body}\n")
+        (directory / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{directory}:{os.environ['PATH']}"}
+
+
+def test_host_deploy_renders_checks_and_applies_with_credentials_first(tmp_path: Path) -> None:
+    """Runs the host's /usr/local/bin/movierec-deploy from the rendered cloud-init against a
+    copy of the repository, with git, curl, helm and microk8s stubbed, and checks the order
+    of what it does and what it applies."""
+    files = host_files(tmp_path)
     root = tmp_path / "host"
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "knative").symlink_to(REPO / "knative")
-    (root / "src" / ".git").mkdir()
-    text = script.read_text().replace("/etc/movierec/deploy.env", str(env_file)).replace("/opt/movierec", str(root))
+    src = copy_repo(root / "src")
+    (src / ".git").mkdir()
+    script = files["/usr/local/bin/movierec-deploy"]
+    text = script.read_text().replace("/etc/movierec/deploy.env", str(files["/etc/movierec/deploy.env"]))
+    text = text.replace("/opt/movierec", str(root)).replace("/usr/local/sbin/movierec-credentials", "movierec-credentials")
     script.write_text(text)
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    log = tmp_path / "log"
     applied = tmp_path / "applied.yaml"
-    stubs = {
+    kubectl = tool("kubectl")
+    env = stub_bin(tmp_path / "bin", {
         "git": "exit 0",
         "curl": 'case "$*" in *api/token*) echo token;; *) echo eu-west-1;; esac',
-        # `microk8s kubectl apply -k DIR` renders DIR instead of applying it.
-        "microk8s": f'[ "$2" = apply ] && exec {tool("kubectl")} kustomize "$4" > {applied}; exit 0',
-    }
-    for name, body in stubs.items():
-        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
-        (bin_dir / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", str(script), "0123abc", "sha-0123abc"], capture_output=True, text=True, env=env, timeout=60)
+        # `microk8s kubectl kustomize` renders for real; `apply -f FILE` keeps FILE.
+        "microk8s": f'echo "microk8s $*" >> {log}\n'
+        f'[ "$2" = kustomize ] && exec {kubectl} "${{@:2}}"\n'
+        f'[ "$2 $3" = "apply -f" ] && [ "$4" != - ] && cp "$4" {applied}\n'
+        "cat > /dev/null; exit 0",
+        "movierec-credentials": f'echo "mint credentials" >> {log}',
+        "helm": f'echo "helm $*" >> {log}',
+    })
+    env["HELM"] = "helm"
+    result = subprocess.run(["bash", str(script), "0123abc", "sha-0123abc"], capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
+    steps = log.read_text().splitlines()
+    order = [next(i for i, line in enumerate(steps) if marker in line) for marker in
+             ("kustomize", "helm", "create namespace movierec", "mint credentials", f"apply -f {root}")]
+    assert order == sorted(order), steps  # render (and check) first; the Secrets exist before the pods
     docs = load_docs(applied)
     services = by_kind(docs, "Service", "serving.knative.dev/")
     for fn in FUNCTIONS:
         assert services[fn]["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/example/movierec-{fn}:sha-0123abc"
     config = next(d["data"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("movierec-config"))
-    assert config["MOVIEREC_STORE"] == "s3://example-bucket/movierec"
+    assert config["MOVIEREC_STORE"] == HOST_SETTINGS["STORE_URI"]
     assert config["AWS_REGION"] == "eu-west-1"
     (source,) = by_kind(docs, "KafkaSource").values()
     assert source["spec"]["topics"] == ["movielog7"]
     assert source["spec"]["bootstrapServers"] == ["k1.example.org:9092,k2.example.org:9092"]
-    assert manifest_tool("validate", str(KNATIVE_SCHEMAS), str(applied)).returncode == 0
+    assert manifest_tool("validate", SCHEMAS, str(applied)).returncode == 0
+    assert not (REPO / "knative" / "overlays" / "aws" / "host").exists()
 
 
-def render_cloud_init() -> str:
+CLOUD_INIT_VARIABLES = {
+    "microk8s_channel": "1.34/stable",
+    "knative_version": "1.23.0",
+    "public_ip": "198.51.100.7",
+    "repository_url": "https://github.com/example/movierec.git",
+    "git_ref": "main",
+    "image_registry": HOST_SETTINGS["IMAGE_REGISTRY"],
+    "image_tag": "main",
+    "store_uri": HOST_SETTINGS["STORE_URI"],
+    "kafka_topic": HOST_SETTINGS["KAFKA_TOPIC"],
+    "kafka_bootstrap_servers": HOST_SETTINGS["KAFKA_BOOTSTRAP_SERVERS"],
+    "kafka_auth": False,
+    "tls_email": "",
+    "workload_roles": " ".join(f"{w}=arn:aws:iam::123456789012:role/movierec-{w}-x" for w in ("deadletter", "ingest", "precompute", "recommend", "refresh")),
+}
+
+
+def render_cloud_init(**variables) -> str:
     """terraform/templates/cloud-init.yaml.tftpl rendered by terraform itself
     (`terraform console` needs no provider)."""
-    variables = {
-        "microk8s_channel": "1.32/stable",
-        "knative_version": "1.23.0",
-        "public_ip": "198.51.100.7",
-        "repository_url": "https://github.com/example/movierec.git",
-        "git_ref": "main",
-        "image_registry": "ghcr.io/example",
-        "image_tag": "main",
-        "store_uri": "s3://example-bucket/movierec",
-        "kafka_topic": "movielog7",
-        "kafka_bootstrap_servers": "k1.example.org:9092,k2.example.org:9092",
-    }
+    variables = {**CLOUD_INIT_VARIABLES, **variables}
     template = REPO / "terraform" / "templates" / "cloud-init.yaml.tftpl"
     expression = f"jsonencode(templatefile({json.dumps(str(template))}, {json.dumps(variables)}))"
     result = run([tool("terraform"), "console"], cwd=Path("/"), env={**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null"}, input_text=expression)
     assert result.returncode == 0, result.stderr
     return json.loads(json.loads(result.stdout))
-
-
-def test_scrape_config_selects_every_function_pod(rendered: dict[str, Path]) -> None:
-    (config,) = load_docs(REPO / "monitoring" / "prometheus-scrape.yaml")
-    (job,) = config["scrape_configs"]
-    keep = {r["source_labels"][0]: r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
-    services = by_kind(load_docs(rendered["aws"]), "Service", "serving.knative.dev/")
-    for fn in FUNCTIONS:
-        template = services[fn]["spec"]["template"]
-        labels, annotations = template["metadata"]["labels"], template["metadata"]["annotations"]
-        assert re.fullmatch(keep["__meta_kubernetes_pod_label_app_kubernetes_io_part_of"], labels["app.kubernetes.io/part-of"])
-        assert re.fullmatch(keep["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], annotations["prometheus.io/scrape"])
-        assert re.fullmatch(keep["__meta_kubernetes_pod_container_name"], template["spec"]["containers"][0]["name"])
-    assert not re.fullmatch(keep["__meta_kubernetes_pod_container_name"], "queue-proxy")

@@ -79,6 +79,13 @@ def test_images_run_unprivileged_with_a_healthcheck(dockerfile: Path) -> None:
         assert '".[recommend]"' in instructions and "torch" not in instructions.lower()
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
+def test_both_stages_run_the_same_python_and_the_run_stage_is_pinned_by_digest(dockerfile: Path) -> None:
+    build, run_stage = re.findall(r"^FROM (\S+)", dockerfile.read_text(), re.MULTILINE)
+    assert build.startswith("python:3.11.13-bookworm") and run_stage.startswith("python:3.11.13-slim-bookworm")
+    assert re.fullmatch(r"python:3\.11\.13-slim-bookworm@sha256:[0-9a-f]{64}", run_stage)
+
+
 def copied(dockerfile: Path, stage: int | None = None) -> list[str]:
     """The paths of the build context that a Dockerfile COPYs (not those from another stage),
     in all its stages or in the given one."""
@@ -127,27 +134,37 @@ def test_actionlint() -> None:
 
 
 def test_yamllint() -> None:
-    targets = ["knative", "monitoring/prometheus-scrape.yaml", ".github/workflows", ".yamllint.yaml", ".hadolint.yaml"]
+    targets = ["knative", "monitoring/podmonitor.yaml", "monitoring/kustomization.yaml",
+               "monitoring/kube-prometheus-stack.values.yaml", ".github/workflows", ".yamllint.yaml", ".hadolint.yaml"]
     check(run([tool(LINT_BIN / "yamllint"), "--strict", "-c", ".yamllint.yaml", *targets]))
 
 
-def test_shellcheck_install_script() -> None:
-    check(run([tool(LINT_BIN / "shellcheck"), "scripts/install-deploy-tools.sh"]))
+def test_shellcheck_scripts() -> None:
+    scripts = sorted(str(p.relative_to(REPO)) for p in (REPO / "scripts").glob("*.sh"))
+    assert "scripts/render-aws.sh" in scripts and "scripts/dev-up.sh" in scripts
+    check(run([tool(LINT_BIN / "shellcheck"), "--severity=style", *scripts]))
 
 
-def test_cloud_init_is_valid_and_its_scripts_pass_shellcheck(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls_email", ["", "ops@example.org"], ids=["http", "tls"])
+def test_cloud_init_is_valid_and_its_scripts_pass_shellcheck(tmp_path: Path, tls_email: str) -> None:
     cloud_init = tmp_path / "cloud-init.yaml"
-    cloud_init.write_text(render_cloud_init())
+    cloud_init.write_text(render_cloud_init(tls_email=tls_email))
     result = manifest_tool("cloud-init", str(cloud_init), str(tmp_path / "files"))
     check(result)
     listing = json.loads(result.stdout)
     scripts = [f["file"] for f in listing["files"] if Path(f["file"]).read_text().startswith("#!/bin/bash")]
-    assert len(scripts) == 2, listing
+    assert len(scripts) == 3, listing
+    for script in scripts:  # run by SSM, systemd and cloud-init, none of which has the snaps on PATH
+        assert "\nexport PATH=/snap/bin:$PATH\n" in Path(script).read_text(), script
     check(run([tool(LINT_BIN / "shellcheck"), "--severity=style", *scripts]))
     bootstrap = next(Path(f["file"]) for f in listing["files"] if f["path"] == "/usr/local/sbin/movierec-bootstrap").read_text()
     # Knative pieces at one pinned release, and the overlay applied at the end.
     for piece in ("serving-core.yaml", "kourier.yaml", "eventing-core.yaml", "mt-channel-broker.yaml", "eventing-kafka-source.yaml"):
         assert piece in bootstrap
-    assert "release=knative-v1.23.0" in bootstrap
-    assert bootstrap.rstrip().endswith("/usr/local/bin/movierec-deploy main main")
+    assert "release=knative-v1.23.0" in bootstrap and "--channel=1.34/stable" in bootstrap
+    assert "/usr/local/bin/movierec-deploy main main\nsystemctl daemon-reload\nsystemctl enable --now movierec-credentials.timer" in bootstrap
     assert any("movierec-bootstrap" in " ".join(cmd) for cmd in listing["runcmd"])
+    # HTTPS only when asked for: cert-manager, the issuer with the address, TLS on, HTTP redirected.
+    tls_steps = ("cert-manager.yaml", f"email: {tls_email}", '"external-domain-tls":"Enabled"', '"http-protocol":"Redirected"')
+    assert all(step in bootstrap for step in tls_steps) == bool(tls_email)
+    assert any(step in bootstrap for step in tls_steps) == bool(tls_email)

@@ -12,6 +12,8 @@ module "movierec" {
 
   kafka_bootstrap_servers = var.kafka_bootstrap_servers
   kafka_topic             = var.kafka_topic
+  kafka_auth              = var.kafka_auth
+  tls_email               = var.tls_email
 
   repository_url    = "https://github.com/${var.github_repository}.git"
   github_repository = var.github_repository

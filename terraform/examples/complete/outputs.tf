@@ -22,3 +22,8 @@ output "ci_role_arn" {
   description = "Role for the GitHub deploy job (repository variable AWS_DEPLOY_ROLE_ARN)."
   value       = module.movierec.ci_role_arn
 }
+
+output "deploy_document_name" {
+  description = "SSM document the GitHub deploy job runs (repository variable MOVIEREC_DEPLOY_DOCUMENT)."
+  value       = module.movierec.deploy_document_name
+}

@@ -24,3 +24,15 @@ variable "github_repository" {
   description = "owner/name of your movierec repository on GitHub (source of manifests and images)."
   type        = string
 }
+
+variable "kafka_auth" {
+  description = "Whether the KafkaSource authenticates with SASL over TLS (the Secret movierec-kafka-auth on the host, docs/deploy.md)."
+  type        = bool
+  default     = false
+}
+
+variable "tls_email" {
+  description = "Let's Encrypt contact address; null serves recommend over plain HTTP."
+  type        = string
+  default     = null
+}

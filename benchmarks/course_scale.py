@@ -8,7 +8,8 @@ The stream's last `--future-days` are held back: the users who watch something n
 asked of recommend over HTTP, and its answers are scored (NDCG@20, Recall@20) side by side with
 recent popularity and implicit ALS fitted on the same snapshot (each peer's best setting on
 this very test, which flatters the peers). Every step prints its wall time and peak RSS.
-Writes benchmarks/results/course-scale.{md,json}.
+The stream and the ingested store are kept in --workdir and reused by a later run with the same
+sizes (--ingest-only prepares them). Writes benchmarks/results/course-scale.{md,json}.
 """
 
 from __future__ import annotations
@@ -54,17 +55,36 @@ def run_measured(command: list[str], env: dict[str, str]) -> dict[str, float]:
 
 
 def build_stream(args, work: Path, steps: dict) -> tuple[Path, dict[int, set[str]], int]:
-    with measured(steps, "world + stream file"):
-        world = make_course_world(users=args.users, movies=args.movies, lines=args.lines, days=args.days,
-                                  seed=args.seed)
-        cut = (args.days - args.future_days) * DAY
-        path, lines = work / "stream.log", 0
-        with path.open("w") as out:
-            for line in stream_lines(world, until=cut, seed=args.seed):
-                out.write(line + "\n")
-                lines += 1
-        truth = future_truth(world, cut)
-    return path, truth, lines
+    """The stream file before the cut and each future user's new movies; reused when already built."""
+    path, marker = work / "stream.log", work / "stream.json"
+    if not marker.exists():
+        with measured(steps, "world + stream file"):
+            world = make_course_world(users=args.users, movies=args.movies, lines=args.lines, days=args.days,
+                                      seed=args.seed)
+            cut = (args.days - args.future_days) * DAY
+            lines = 0
+            with path.open("w") as out:
+                for line in stream_lines(world, until=cut, seed=args.seed):
+                    out.write(line + "\n")
+                    lines += 1
+            truth = future_truth(world, cut)
+        marker.write_text(json.dumps({"lines": lines, "step": steps["world + stream file"],
+                                      "truth": {str(u): sorted(m) for u, m in truth.items()}}))
+    built = json.loads(marker.read_text())
+    steps["world + stream file"] = built["step"]
+    return path, {int(u): set(m) for u, m in built["truth"].items()}, built["lines"]
+
+
+def ingest_stream(path: Path, store_uri: str, env: dict, work: Path, steps: dict) -> None:
+    """The stream through a running ingest, as `movierec replay` posts it; done once per work directory."""
+    marker = work / "ingest.json"
+    if not marker.exists():
+        with FunctionProcess("ingest", store=store_uri) as ingest:
+            step = run_measured([MOVIEREC, "replay", str(path), "--url", ingest.url, "--batch-size", "1000",
+                                 "--concurrency", "4"], env)
+            step["ingest_peak_rss_mb"] = round(tree_peak_rss_mb(ingest.process.pid), 1)
+        marker.write_text(json.dumps(step))
+    steps["replay → ingest"] = json.loads(marker.read_text())
 
 
 def serve_and_ask(store: str, users: list[int], steps: dict) -> tuple[dict[int, list[str]], dict]:
@@ -153,12 +173,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20_000, help="future users asked of recommend")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/movierec-course-scale"))
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="build the stream and ingest it, then stop (a later run goes on from there)")
     parser.add_argument("--out", default="course-scale", help="result file name in benchmarks/results/")
     args = parser.parse_args()
     work = args.workdir / f"{args.users}-{args.lines}-{args.seed}"
-    if work.exists():
-        raise SystemExit(f"{work} exists: remove it first (each run starts from an empty store)")
-    (work / "store").mkdir(parents=True)
+    (work / "store").mkdir(parents=True, exist_ok=True)
     store_uri = str(work / "store")
     env = os.environ | {"MOVIEREC_STORE": store_uri}
     steps: dict[str, dict] = {}
@@ -166,10 +186,9 @@ def main() -> None:
 
     path, truth, lines = build_stream(args, work, steps)
     print(f"stream: {lines:,} lines before the cut; {len(truth):,} users watch something new after it", flush=True)
-    with FunctionProcess("ingest", store=store_uri) as ingest:
-        steps["replay → ingest"] = run_measured(
-            [MOVIEREC, "replay", str(path), "--url", ingest.url, "--batch-size", "1000", "--concurrency", "4"], env)
-        steps["replay → ingest"]["ingest_peak_rss_mb"] = round(tree_peak_rss_mb(ingest.process.pid), 1)
+    ingest_stream(path, store_uri, env, work, steps)
+    if args.ingest_only:
+        return
     steps["refresh --local"] = run_measured(
         [MOVIEREC, "refresh", "--local", "--force", "--report", str(work / "refresh.json")], env)
     refresh = json.loads((work / "refresh.json").read_text())

@@ -50,6 +50,10 @@ class Store(abc.ABC):
     def list(self, prefix: str) -> list[str]:
         """Every key under `prefix` (recursively), sorted."""
 
+    def delete(self, key: str) -> None:
+        """Remove the object at `key`, if any (idempotent). Only compaction deletes, under `events/`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete")
+
     def put_parquet(self, key: str, table: pa.Table, *, only_new: bool = False) -> bool:
         data = table_to_parquet(table)
         if only_new:
@@ -155,6 +159,14 @@ class LocalStore(Store):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        self._sync_dir(path)
+
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix.rstrip("/") if prefix else self.root
         if base.is_file():
@@ -225,6 +237,9 @@ class S3Store(Store):
     def open_input(self, key: str) -> BinaryIO:
         # A small buffer joins the few tiny reads of a parquet footer; column chunks are read whole.
         return io.BufferedReader(_S3Ranges(self, self._key(key)), buffer_size=64 << 10)
+
+    def delete(self, key: str) -> None:
+        self._call(self._s3.delete_object, Key=self._key(key))  # S3 answers 204 for a missing key too
 
     def exists(self, key: str) -> bool:
         try:

@@ -105,3 +105,18 @@ def test_an_unreadable_file_is_left_in_place(local_store):
     assert victim in result.skipped and "unreadable" in result.skipped[victim]
     assert local_store.exists(victim)
 
+
+def test_the_snapshot_command_compacts_first(tmp_path, capsys):
+    from movierec.cli import main
+
+    store = LocalStore(tmp_path / "store")
+    fill(store)
+    assert main(["--store", str(store.root), "snapshot"]) == 0
+    assert "created snapshot" in capsys.readouterr().out
+    assert all(is_compacted(k) for kind in ("watch", "rate") for k in all_event_keys(store, kind))
+    line = "2026-11-03T10:00:00,99,GET /data/m/new+2001/0.mpg"
+    write_events(store, [event_from_line("later", "1", line.encode(), received_at=DAYS[1])])
+    assert main(["--store", str(store.root), "compact"]) == 0
+    assert all(is_compacted(k) for kind in ("watch", "rate") for k in all_event_keys(store, kind))
+    assert main(["--store", str(store.root), "snapshot", "--no-compact"]) == 0
+    assert "from " in capsys.readouterr().out  # incremental: from the first snapshot and the files new since

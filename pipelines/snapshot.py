@@ -1,11 +1,19 @@
-"""Compact the event log into an immutable, content-addressed snapshot in one streaming pass.
+"""Fold the event log into an immutable, content-addressed snapshot, reading only what is new.
 
-DuckDB folds the event files, streamed in as Arrow batches, into two aggregates: each distinct
-(user, movie, minute) watched with its latest time, and each (user, movie)'s latest rating. Both
-are idempotent, which is what makes a redelivered event count once, and what makes a snapshot
-incremental: it starts from the previous snapshot's aggregates (kept beside it as its state) and
-reads only the files that arrived since. DuckDB won over a hand-written Arrow fold by 2.7x in time
-and 2.4x in memory at 20 M lines, and spills to disk past its memory limit (docs/ingest.md).
+DuckDB folds the event files, streamed in as Arrow batches. A snapshot keeps, beside its
+interactions, the state the next one starts from (`state/`):
+
+- the watched minutes: every distinct (user, movie, minute), as a chain of files, one per
+  snapshot that found new minutes (the new files themselves hold only those);
+- per (user, movie): the count of those minutes and the latest watch time;
+- per (user, movie): the latest rating, with its event identity (ties are broken by it).
+
+A new snapshot reads the event files new since its base, keeps the minutes the chain does not
+hold yet (the chain is scanned, not aggregated), and adds them to the per-pair counts. A
+redelivered minute or rating therefore counts once, in any file and any night, and a snapshot
+from scratch is the same computation from an empty state: the same events give the same id.
+DuckDB won over a hand-written Arrow fold by 2.7x in time and 2.4x in memory at 20 M lines, and
+spills to disk past its memory limit (docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,26 +45,38 @@ _log = logging.getLogger(__name__)
 
 READ_AHEAD = 8  # files fetched concurrently: S3 latency, not bandwidth, bounds a small-file read
 MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it: with Arrow's buffers, a peak of about 3 GiB
-STATE_SCHEMAS = {  # what a snapshot keeps so that the next one can start from it
-    "watch": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minute", pa.int32()),
+EMPTY = {
+    "minutes": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minute", pa.int32()),
+                          ("time", pa.timestamp("us"))]),
+    "pairs": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minutes", pa.int64()),
                         ("time", pa.timestamp("us"))]),
     "rate": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("time", pa.timestamp("us")),
                        ("event_source", pa.string()), ("event_id", pa.string()), ("rating", pa.int16())]),
 }
-FOLDED = ("watch", "rate")
-MINUTES_SQL = """CREATE TABLE minutes AS SELECT user_id, movie_id, minute, max(time) AS time
-    FROM (SELECT * FROM base_watch UNION ALL SELECT * FROM new_watch) GROUP BY user_id, movie_id, minute"""
-# The latest rating; equal times are ordered by event identity (then value), so any order of reading agrees.
-RATINGS_SQL = """CREATE TABLE ratings AS SELECT user_id, movie_id, time, event_source, event_id, rating
-    FROM (SELECT *, row_number() OVER (PARTITION BY user_id, movie_id
-                                       ORDER BY time DESC, event_source DESC, event_id DESC, rating DESC) AS n
-          FROM (SELECT * FROM base_rate UNION ALL SELECT * FROM new_rate)) WHERE n = 1"""
-INTERACTIONS_SQL = """WITH w AS (SELECT user_id, movie_id, count(*) AS minutes, max(time) AS time
-                                 FROM minutes GROUP BY user_id, movie_id)
-    SELECT coalesce(w.user_id, r.user_id) AS user_id, coalesce(w.movie_id, r.movie_id) AS movie_id,
+NEW_COLUMNS = {"watch": EMPTY["minutes"].names, "rate": EMPTY["rate"].names}
+CHAIN_MAX = 30  # minute files in a chain before one snapshot rewrites them as one (about monthly)
+FOLD_SQL = [
+    """CREATE TABLE fresh AS SELECT user_id, movie_id, minute, max(time) AS time
+       FROM new_watch GROUP BY user_id, movie_id, minute""",
+    # Only the fresh minutes are hashed; the chain, however long the history, is scanned against them.
+    """CREATE TABLE added AS SELECT * FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM chain c
+       WHERE c.user_id = f.user_id AND c.movie_id = f.movie_id AND c.minute = f.minute)""",
+    """CREATE TABLE pairs AS SELECT user_id, movie_id, CAST(sum(minutes) AS BIGINT) AS minutes, max(time) AS time
+       FROM (SELECT * FROM base_pairs
+             UNION ALL SELECT user_id, movie_id, count(*), max(time) FROM added GROUP BY user_id, movie_id
+             UNION ALL SELECT user_id, movie_id, 0, max(time) FROM fresh GROUP BY user_id, movie_id)
+       GROUP BY user_id, movie_id""",
+    # The latest rating; equal times are ordered by event identity (then value): any reading order agrees.
+    """CREATE TABLE rate AS SELECT user_id, movie_id, time, event_source, event_id, rating
+       FROM (SELECT *, row_number() OVER (PARTITION BY user_id, movie_id
+                                          ORDER BY time DESC, event_source DESC, event_id DESC, rating DESC) AS n
+             FROM (SELECT * FROM base_rate UNION ALL SELECT * FROM new_rate)) WHERE n = 1""",
+]
+INTERACTIONS_SQL = """SELECT coalesce(w.user_id, r.user_id) AS user_id, coalesce(w.movie_id, r.movie_id) AS movie_id,
            CAST(coalesce(w.minutes, 0) AS INTEGER) AS watch_minutes, CAST(r.rating AS SMALLINT) AS rating,
            greatest(w.time, r.time) AS last_time
-    FROM w FULL OUTER JOIN ratings r ON w.user_id = r.user_id AND w.movie_id = r.movie_id
+    FROM (SELECT * FROM pairs WHERE minutes > 0) w
+    FULL OUTER JOIN rate r ON w.user_id = r.user_id AND w.movie_id = r.movie_id
     ORDER BY 1, 2"""
 
 
@@ -148,66 +169,88 @@ def plan(store: Store, *, full: bool = False) -> Plan:
     return Plan(live, read, base, base_rows)
 
 
+def _state_keys(state: dict) -> list[str]:
+    return [*state["minutes"], state["pairs"], state["rate"]]
+
+
 def _base(store: Store) -> dict | None:
     """The newest snapshot that kept its state, if its state is all there."""
     for manifest in reversed(list_snapshots(store)):
         state = manifest.get("state")
-        if state and "rows" in manifest["inputs"] and all(store.exists(key) for key in state.values()):
+        if state and "rows" in manifest["inputs"] and all(store.exists(k) for k in _state_keys(state)):
             return manifest
     return None
 
 
-def _state_reader(store: Store, key: str | None, schema: pa.Schema) -> pa.RecordBatchReader:
-    if key is None:
-        return pa.RecordBatchReader.from_batches(schema, iter(()))
-    f = store.open_input(key)
-    parquet = pq.ParquetFile(f)
+def _download(store: Store, key: str, path: Path) -> str:
+    with store.open_input(key) as source, open(path, "wb") as target:
+        shutil.copyfileobj(source, target, 8 << 20)
+    return str(path)
 
-    def generate():
-        try:
-            yield from parquet.iter_batches(batch_size=256 * 1024, columns=schema.names)
-        finally:
-            f.close()
 
-    return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in generate()))
+def _view(con, name: str, paths: list[str], schema: pa.Schema) -> None:
+    if paths:
+        con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(schema.names)} FROM read_parquet({paths!r})").fetchall()
+    else:
+        con.register(name, schema.empty_table())
 
 
 @dataclass(frozen=True)
 class Folded:
     table: pa.Table  # INTERACTIONS_SCHEMA, sorted by user_id, movie_id
     watch_minutes: int
-    state_files: dict[str, Path]  # kind -> a local parquet file of the new state
+    added: Path | None  # the minutes new to the chain (None: none, or the chain was rewritten whole)
+    chain: list[str]  # the base's chain, kept as it is, or [] when `whole` holds it all
+    whole: Path | None
+    pairs: Path
+    rate: Path
 
 
 def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Folded:
-    """Base state + new files -> the new state (written under `workdir`) and the interactions."""
+    """Base state + new files -> the new state (files under `workdir`) and the interactions."""
     import duckdb
 
+    state = (the_plan.base or {}).get("state") or {"minutes": [], "pairs": None, "rate": None}
+    local = {k: _download(store, k, workdir / f"base-{i}.parquet") for i, k in enumerate(_state_keys(state)) if k}
     con = duckdb.connect(config={
         "memory_limit": MEMORY_LIMIT, "temp_directory": str(workdir / "spill"),
         "threads": os.cpu_count() or 1, "preserve_insertion_order": False})
     try:
-        state = (the_plan.base or {}).get("state", {})
-        for kind in FOLDED:
-            schema = STATE_SCHEMAS[kind]
-            con.register(f"base_{kind}", _state_reader(store, state.get(kind), schema))
-            con.register(f"new_{kind}", reader.batches(the_plan.read[kind], SCHEMAS[kind].empty_table()
-                                                       .select(schema.names).schema))
-        for sql in (MINUTES_SQL, RATINGS_SQL):
+        _view(con, "chain", [local[k] for k in state["minutes"]], EMPTY["minutes"])
+        _view(con, "base_pairs", [local[state["pairs"]]] if state["pairs"] else [], EMPTY["pairs"])
+        _view(con, "base_rate", [local[state["rate"]]] if state["rate"] else [], EMPTY["rate"])
+        for kind in ("watch", "rate"):
+            schema = SCHEMAS[kind].empty_table().select(NEW_COLUMNS[kind]).schema
+            con.register(f"new_{kind}", reader.batches(the_plan.read[kind], schema))
+        for sql in FOLD_SQL:
             try:
                 con.execute(sql).fetchall()
             finally:
                 reader.raise_error()
-        files = {}
-        for kind, table in (("watch", "minutes"), ("rate", "ratings")):
-            files[kind] = workdir / f"{kind}.parquet"
-            con.execute(f"COPY {table} TO '{files[kind]}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)").fetchall()
-        ((minutes,),) = con.execute("SELECT count(*) FROM minutes").fetchall()
+        out = {name: workdir / f"{name}.parquet" for name in ("added", "whole", "pairs", "rate")}
+        chain = list(state["minutes"])
+        ((added,),) = con.execute("SELECT count(*) FROM added").fetchall()
+        if len(chain) + 1 > CHAIN_MAX:
+            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["whole"])
+            chain, out["added"] = [], None
+        else:
+            out["whole"] = None
+            if added:
+                _copy(con, "SELECT * FROM added", out["added"])
+            else:
+                out["added"] = None
+        _copy(con, "SELECT * FROM pairs", out["pairs"])
+        _copy(con, "SELECT * FROM rate", out["rate"])
+        ((minutes,),) = con.execute("SELECT coalesce(sum(minutes), 0) FROM pairs").fetchall()
         table = con.sql(INTERACTIONS_SQL).to_arrow_table()
     finally:
         con.close()
     table = table.cast(INTERACTIONS_SCHEMA).combine_chunks()
-    return Folded(table, minutes, files)
+    return Folded(table, int(minutes), out["added"], chain, out["whole"], out["pairs"], out["rate"])
+
+
+def _copy(con, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)").fetchall()
 
 
 def content_id(table: pa.Table) -> str:
@@ -283,7 +326,11 @@ def _write(store: Store, the_plan: Plan, reader: EventReader, folded: Folded) ->
         report["warnings"].append(f"{len(quarantined)} event file(s) could not be read and were left out: "
                                   + ", ".join(q["key"] for q in quarantined[:5]))
     prefix = f"snapshots/{snapshot_id}"
-    state = {kind: f"{prefix}/state/{kind}.parquet" for kind in FOLDED}
+    minutes = [*folded.chain] + [f"{prefix}/state/minutes.parquet" for f in (folded.added or folded.whole,) if f]
+    state = {"minutes": minutes, "pairs": f"{prefix}/state/pairs.parquet", "rate": f"{prefix}/state/rate.parquet"}
+    files = {state["pairs"]: folded.pairs, state["rate"]: folded.rate}
+    if folded.added or folded.whole:
+        files[minutes[-1]] = folded.added or folded.whole
     listing = json.dumps(inputs, sort_keys=True).encode()
     manifest = {
         "id": snapshot_id,
@@ -304,8 +351,8 @@ def _write(store: Store, the_plan: Plan, reader: EventReader, folded: Folded) ->
                     "quarantined_files": quarantined},
         "state": state,
     }
-    for kind, key in state.items():
-        store.put(key, folded.state_files[kind].read_bytes())
+    for key, path in files.items():
+        store.put(key, path.read_bytes())
     store.put(f"{prefix}/inputs.json", listing)
     store.put(f"{prefix}/quality.json", json.dumps(report, indent=2).encode())
     store.put_parquet(interactions_key(snapshot_id), table)

@@ -6,10 +6,13 @@ import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from movierec.compaction import compact
 from movierec.events import all_event_keys, event_from_line, write_events
 from movierec.snapshots import load_snapshot
 from movierec.store import LocalStore
+from pipelines import snapshot
 from pipelines.snapshot import make_snapshot
 
 
@@ -27,9 +30,11 @@ def night(store, n: int) -> None:
         write_events(store, events[i : i + 7])
 
 
-def test_incremental_snapshots_give_the_id_of_a_full_rebuild(store):
+@pytest.mark.parametrize("chain_max", [30, 2])  # 2: the minute files are rewritten as one on the way
+def test_incremental_snapshots_give_the_id_of_a_full_rebuild(store, chain_max, monkeypatch):
+    monkeypatch.setattr(snapshot, "CHAIN_MAX", chain_max)
     ids = []
-    for n in range(3):
+    for n in range(4):
         night(store, n)
         if n == 1:
             compact(store)  # the base's inputs are replaced by a compacted file
@@ -37,7 +42,8 @@ def test_incremental_snapshots_give_the_id_of_a_full_rebuild(store):
         assert created
         ids.append(manifest)
     last = ids[-1]
-    assert last["built_from"]["base"] == ids[1]["id"]  # really incremental
+    assert last["built_from"]["base"] == ids[-2]["id"]  # really incremental
+    assert len(last["state"]["minutes"]) == (4 if chain_max == 30 else 2)  # 2: [whole of nights 0-2, night 3]
     assert last["built_from"]["files_read"]["watch"] < last["inputs"]["files"]["watch"]
     full, created = make_snapshot(store, full=True)
     assert not created and full["id"] == last["id"]

@@ -59,7 +59,8 @@ FOLD_SQL = [
     """CREATE TABLE fresh AS SELECT user_id, movie_id, minute, max(time) AS time
        FROM new_watch GROUP BY user_id, movie_id, minute""",
     # Only the fresh minutes are hashed; the chain, however long the history, is scanned against them.
-    """CREATE TABLE added AS SELECT * FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM chain c
+    # A view: small at night, and from scratch the chain is empty; a table would copy every minute.
+    """CREATE VIEW added AS SELECT * FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM chain c
        WHERE c.user_id = f.user_id AND c.movie_id = f.movie_id AND c.minute = f.minute)""",
     """CREATE TABLE pairs AS SELECT user_id, movie_id, CAST(sum(minutes) AS BIGINT) AS minutes, max(time) AS time
        FROM (SELECT * FROM base_pairs
@@ -113,12 +114,15 @@ class EventReader:
     def batches(self, keys: list[str], schema: pa.Schema) -> pa.RecordBatchReader:
         def generate():
             try:
-                with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
-                    for start in range(0, len(keys), READ_AHEAD):
-                        for table in pool.map(lambda k: self._read(k, schema), keys[start : start + READ_AHEAD]):
-                            if table is not None:
-                                yield from table.to_batches()
-                            self.on_file and self.on_file()
+                # Compacted files hold up to millions of lines: two at a time bounds memory.
+                for group, ahead in (([k for k in keys if is_compacted(k)], 2),
+                                     ([k for k in keys if not is_compacted(k)], READ_AHEAD)):
+                    with ThreadPoolExecutor(max_workers=ahead) as pool:
+                        for start in range(0, len(group), ahead):
+                            for table in pool.map(lambda k: self._read(k, schema), group[start : start + ahead]):
+                                if table is not None:
+                                    yield from table.to_batches()
+                                self.on_file and self.on_file()
             except Exception as exc:  # noqa: BLE001 -- DuckDB would wrap it in its own type: kept, re-raised after
                 self.error = exc
 

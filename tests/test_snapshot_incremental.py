@@ -78,3 +78,18 @@ def test_a_truncated_event_file_is_quarantined_and_named_in_the_report(local_sto
     assert any(victim in w for w in manifest["quality"]["warnings"])
     assert victim not in json.loads(local_store.get(manifest["inputs"]["list"]))["watch"]
     assert manifest["counts"]["watch_lines"] > clean["counts"]["watch_lines"]  # the other new files were read
+
+
+def test_a_compaction_during_the_snapshot_makes_it_plan_again(local_store):
+    night(local_store, 0)
+    expected = make_snapshot(LocalStore(shutil.copytree(local_store.root, local_store.root.parent / "copy")))[0]["id"]
+    compacted = []
+
+    def compact_once() -> None:  # after the first file is read, the files listed with it are replaced
+        if not compacted:
+            compacted.append(compact(local_store))
+
+    manifest, created = make_snapshot(local_store, on_file=compact_once)
+    assert compacted and compacted[0].deleted > 0
+    assert created and manifest["id"] == expected
+    assert manifest["inputs"]["files"]["watch"] == 1  # what it finally read: the compacted file

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movierec.errors import NotFound
+from movierec.errors import NotFound, StoreUnavailable
 from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, replaced_by
 from movierec.quality import compare, profile
 from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, list_snapshots, manifest_key
@@ -81,7 +81,7 @@ INTERACTIONS_SQL = """SELECT coalesce(w.user_id, r.user_id) AS user_id, coalesce
     ORDER BY 1, 2"""
 
 
-class LogChanged(Exception):
+class LogChanged(StoreUnavailable):
     """An event file listed a moment ago is gone: a compaction replaced it meanwhile. Plan again."""
 
 
@@ -144,7 +144,6 @@ class EventReader:
 class Plan:
     """What to read: every live file, or only those new since `base` (a snapshot with state)."""
 
-    live: dict[str, list[str]]
     read: dict[str, list[str]]
     base: dict | None
     base_rows: dict[str, dict[str, int]]  # the base's inputs still live: their line counts
@@ -155,7 +154,7 @@ def plan(store: Store, *, full: bool = False) -> Plan:
     live = {kind: live_keys(store, keys) for kind, keys in listed.items()}
     base = None if full else _base(store)
     if base is None:
-        return Plan(live, live, None, {kind: {} for kind in SCHEMAS})
+        return Plan(live, None, {kind: {} for kind in SCHEMAS})
     inputs = json.loads(store.get(base["inputs"]["list"]))
     read, base_rows = {}, {}
     for kind, keys in live.items():
@@ -169,8 +168,8 @@ def plan(store: Store, *, full: bool = False) -> Plan:
         if gone - replaced:
             _log.warning("snapshot %s read files no longer in the log (%s...): building from scratch",
                          base["id"], min(gone - replaced))
-            return Plan(live, live, None, {kind: {} for kind in SCHEMAS})
-    return Plan(live, read, base, base_rows)
+            return Plan(live, None, {kind: {} for kind in SCHEMAS})
+    return Plan(read, base, base_rows)
 
 
 def _state_keys(state: dict) -> list[str]:
@@ -293,7 +292,8 @@ def make_snapshot(store: Store, *, full: bool = False,
         the_plan = plan(store, full=full)
         reader = EventReader(store, on_file=on_file)
         try:
-            reader.count(the_plan.read["quarantine"])
+            for kind in ("reco", "account", "quarantine"):  # not folded: their line counts only
+                reader.count(the_plan.read[kind])
             with tempfile.TemporaryDirectory(prefix="movierec-snapshot-") as tmp:
                 folded = fold(store, the_plan, reader, Path(tmp))
                 return _write(store, the_plan, reader, folded)

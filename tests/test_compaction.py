@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+from movierec import compaction
 from movierec.compaction import compact
 from movierec.events import all_event_keys, event_from_line, event_keys, is_compacted, write_events
 from movierec.store import LocalStore
@@ -16,14 +17,15 @@ from pipelines.snapshot import make_snapshot
 DAYS = [datetime(2026, 11, 1, 12, tzinfo=UTC), datetime(2026, 11, 2, 12, tzinfo=UTC)]
 KILL_AT = """
 import os, signal, sys
-from movierec.compaction import compact
+from movierec import compaction
 from movierec.store import LocalStore
+compaction.DELETE_BATCH = 1  # a step per file: a kill between any two deletes
 steps = [0]
 def step(what):
     steps[0] += 1
     if steps[0] == int(sys.argv[2]):
         os.kill(os.getpid(), signal.SIGKILL)
-compact(LocalStore(sys.argv[1]), on_step=step)
+compaction.compact(LocalStore(sys.argv[1]), on_step=step)
 """
 
 
@@ -80,7 +82,8 @@ def test_files_arriving_during_a_run_are_left_for_the_next(local_store):
     assert make_snapshot(local_store)[0]["id"] == manifest["id"]
 
 
-def test_kill_9_at_every_step_loses_nothing_and_counts_nothing_twice(tmp_path):
+def test_kill_9_at_every_step_loses_nothing_and_counts_nothing_twice(tmp_path, monkeypatch):
+    monkeypatch.setattr(compaction, "DELETE_BATCH", 1)  # as in the killed process
     original = LocalStore(tmp_path / "original")
     fill(original)
     expected = identity(LocalStore(shutil.copytree(original.root, tmp_path / "reference")))
@@ -120,3 +123,11 @@ def test_the_snapshot_command_compacts_first(tmp_path, capsys):
     assert all(is_compacted(k) for kind in ("watch", "rate") for k in all_event_keys(store, kind))
     assert main(["--store", str(store.root), "snapshot", "--no-compact"]) == 0
     assert "from " in capsys.readouterr().out  # incremental: from the first snapshot and the files new since
+
+
+def test_delete_many_removes_what_is_there_and_ignores_what_is_not(store):
+    for name in "abc":
+        store.put(f"events/kind=watch/date=2026-11-01/{name}.parquet", b"x")
+    store.delete_many(["events/kind=watch/date=2026-11-01/a.parquet", "events/kind=watch/date=2026-11-01/b.parquet",
+                       "events/kind=watch/date=2026-11-01/missing.parquet"])
+    assert store.list("events") == ["events/kind=watch/date=2026-11-01/c.parquet"]

@@ -38,7 +38,8 @@ _log = logging.getLogger(__name__)
 
 TARGET_ROWS = 2_000_000  # lines per compacted file: bounds compaction's memory (a few hundred MB)
 ROW_GROUP_ROWS = 512 * 1024  # a few MB compressed: one ranged GET each, columns read independently
-READ_AHEAD = 8
+READ_AHEAD = 32  # small files: on S3 a GET's latency, not its bytes, is the cost
+DELETE_BATCH = 1000  # keys per delete request (S3's DeleteObjects limit)
 SORT = {kind: ["user_id", "time", "event_source", "event_id"] for kind in ("watch", "rate", "reco", "account")}
 SORT["quarantine"] = ["received_at", "event_source", "event_id"]
 
@@ -74,10 +75,7 @@ def _compact_partition(store: Store, kind: str, keys: list[str], result: Compact
     if len(compacted) == len(keys):
         return  # nothing new here: no footer to read
     replaced = set().union(*(replaced_by(store, k) for k in compacted))
-    for key in sorted(k for k in keys if k in replaced):  # left by a run killed before it finished
-        step(f"delete {key}")
-        store.delete(key)
-        result.deleted += 1
+    _delete(store, sorted(k for k in keys if k in replaced), result, step)  # left by a run killed meanwhile
     pending = [k for k in keys if not is_compacted(k) and k not in replaced]
     group: list[str] = []
     tables: list[pa.Table] = []
@@ -133,7 +131,12 @@ def _replace(store: Store, kind: str, keys: list[str], tables: list[pa.Table], r
     result.files_out += 1
     result.files_in += len(keys)
     result.lines += table.num_rows
-    for old in sorted(keys):
-        step(f"delete {old}")
-        store.delete(old)
-        result.deleted += 1
+    _delete(store, sorted(keys), result, step)
+
+
+def _delete(store: Store, keys: list[str], result: Compacted, step: Callable[[str], None]) -> None:
+    for start in range(0, len(keys), DELETE_BATCH):
+        chunk = keys[start : start + DELETE_BATCH]
+        step(f"delete {len(chunk)} files from {chunk[0]}")
+        store.delete_many(chunk)
+        result.deleted += len(chunk)

@@ -1,5 +1,5 @@
 """The whole loop wired in one place: replay through ingest, then the batch steps (`refresh`):
-snapshot, train, precompute, publish.
+compact, snapshot, train, precompute, publish.
 
 `movierec refresh` (the daily CronJob, knative/base/cronjob-refresh.yaml) runs the batch
 steps; the demo runs them after a replay. A refresh with no new events since the served
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from movierec.compaction import compact
 from movierec.errors import NotFound, NotReady
 from movierec.models.registry import list_models, load_card
 from movierec.processes import FunctionProcess
@@ -99,11 +100,16 @@ def refresh(
     force: bool = False,
     console: Console | None = None,
 ) -> Refreshed:
-    """Snapshot the event log, train on it, score every partition through `fan_out` and publish the
+    """Compact and snapshot the event log, train on it, score every partition through `fan_out` and publish the
     run. Without `force`, nothing is published while `_why_not` says so, and a model already trained
     on the snapshot (by a refresh that failed later) is reused rather than trained again."""
     console = console or Console(stderr=True)
     steps: dict[str, dict[str, float]] = {}
+    with measured(steps, "compact"):
+        compacted = compact(store)
+    console.print(f"[bold]compact[/] {compacted.files_in:,} files into {compacted.files_out:,} "
+                  f"in {compacted.seconds:.1f} s" + (f"; {len(compacted.skipped)} unreadable left in place"
+                                                      if compacted.skipped else ""))
     with measured(steps, "snapshot"):
         manifest, created = make_snapshot(store)
     counts = manifest["counts"]

@@ -1,140 +1,278 @@
-"""Compact the event log into an immutable, content-addressed snapshot, reading it as a stream.
+"""Fold the event log into an immutable, content-addressed snapshot, reading only what is new.
 
-Files are read a few at a time and folded into running aggregates whose size
-is bounded by the distinct (user, movie, minute) and (user, movie) pairs, not
-by the number of lines. Both aggregates are idempotent, which is what makes a
-redelivered event count once: the same watch minute or the same rating event
-folds into the same row.
+DuckDB folds the event files, streamed in as Arrow batches. A snapshot keeps, beside its
+interactions, the state the next one starts from (`state/`):
+
+- the watched minutes: every distinct (user, movie, minute), as a chain of files, one per
+  snapshot that found new minutes (the new files themselves hold only those);
+- per (user, movie): the count of those minutes and the latest watch time;
+- per (user, movie): the latest rating, with its event identity (ties are broken by it).
+
+A new snapshot reads the event files new since its base, keeps the minutes the chain does not
+hold yet (the chain is scanned, not aggregated), and adds them to the per-pair counts. A
+redelivered minute or rating therefore counts once, in any file and any night, and a snapshot
+from scratch is the same computation from an empty state: the same events give the same id.
+DuckDB won over a hand-written Arrow fold by 2.7x in time and 2.4x in memory at 20 M lines, and
+spills to disk past its memory limit (docs/ingest.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from movierec.events import SCHEMAS, event_keys
+from movierec.errors import NotFound, StoreUnavailable
+from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, replaced_by
 from movierec.quality import compare, profile
 from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, list_snapshots, manifest_key
 from movierec.store import Store
 
-WATCH_COLUMNS = ["time", "user_id", "movie_id", "minute"]
-RATE_COLUMNS = ["event_source", "event_id", "time", "user_id", "movie_id", "rating"]
-RATE_FOLDED = ["event_source", "event_id", "time", "user_id", "movie", "rating"]
+_log = logging.getLogger(__name__)
+
 READ_AHEAD = 8  # files fetched concurrently: S3 latency, not bandwidth, bounds a small-file read
-FOLD_ROWS = 4_000_000  # re-aggregate the partial results once they hold this many rows
+MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it: with Arrow's buffers, a peak of about 3 GiB
+EMPTY = {
+    "minutes": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minute", pa.int32()),
+                          ("time", pa.timestamp("us"))]),
+    "pairs": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minutes", pa.int64()),
+                        ("time", pa.timestamp("us"))]),
+    "rate": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("time", pa.timestamp("us")),
+                       ("event_source", pa.string()), ("event_id", pa.string()), ("rating", pa.int16())]),
+}
+NEW_COLUMNS = {"watch": EMPTY["minutes"].names, "rate": EMPTY["rate"].names}
+CHAIN_MAX = 30  # minute files in a chain before one snapshot rewrites them as one (about monthly)
+FOLD_SQL = [
+    """CREATE TABLE fresh AS SELECT user_id, movie_id, minute, max(time) AS time
+       FROM new_watch GROUP BY user_id, movie_id, minute""",
+    # Only the fresh minutes are hashed; the chain, however long the history, is scanned against them.
+    # A view: small at night, and from scratch the chain is empty; a table would copy every minute.
+    """CREATE VIEW added AS SELECT * FROM fresh f WHERE NOT EXISTS (SELECT 1 FROM chain c
+       WHERE c.user_id = f.user_id AND c.movie_id = f.movie_id AND c.minute = f.minute)""",
+    """CREATE TABLE pairs AS SELECT user_id, movie_id, CAST(sum(minutes) AS BIGINT) AS minutes, max(time) AS time
+       FROM (SELECT * FROM base_pairs
+             UNION ALL SELECT user_id, movie_id, count(*), max(time) FROM added GROUP BY user_id, movie_id
+             UNION ALL SELECT user_id, movie_id, 0, max(time) FROM fresh GROUP BY user_id, movie_id)
+       GROUP BY user_id, movie_id""",
+    # The latest rating; equal times are ordered by event identity (then value): any reading order agrees.
+    """CREATE TABLE rate AS SELECT user_id, movie_id, time, event_source, event_id, rating
+       FROM (SELECT *, row_number() OVER (PARTITION BY user_id, movie_id
+                                          ORDER BY time DESC, event_source DESC, event_id DESC, rating DESC) AS n
+             FROM (SELECT * FROM base_rate UNION ALL SELECT * FROM new_rate)) WHERE n = 1""",
+]
+INTERACTIONS_SQL = """SELECT coalesce(w.user_id, r.user_id) AS user_id, coalesce(w.movie_id, r.movie_id) AS movie_id,
+           CAST(coalesce(w.minutes, 0) AS INTEGER) AS watch_minutes, CAST(r.rating AS SMALLINT) AS rating,
+           greatest(w.time, r.time) AS last_time
+    FROM (SELECT * FROM pairs WHERE minutes > 0) w
+    FULL OUTER JOIN rate r ON w.user_id = r.user_id AND w.movie_id = r.movie_id
+    ORDER BY 1, 2"""
 
 
-class MovieCodes:
-    """Movie slugs as int32 codes while folding: integer keys hash and store far cheaper than strings."""
-
-    def __init__(self) -> None:
-        self._codes: dict[str, int] = {}
-        self._slugs = pa.array([], pa.string())
-
-    def encode(self, table: pa.Table) -> pa.Table:
-        new = [m for m in pc.unique(table["movie_id"]).to_pylist() if m not in self._codes]
-        if new:
-            self._codes.update((m, len(self._codes) + i) for i, m in enumerate(new))
-            self._slugs = pa.concat_arrays([self._slugs, pa.array(new, pa.string())])
-        codes = pc.index_in(table["movie_id"], value_set=self._slugs)
-        index = table.column_names.index("movie_id")
-        return table.set_column(index, "movie", codes)
-
-    def decode(self, codes: pa.ChunkedArray) -> pa.ChunkedArray:
-        return pc.take(self._slugs, codes)
+class LogChanged(StoreUnavailable):
+    """An event file listed a moment ago is gone: a compaction replaced it meanwhile. Plan again."""
 
 
-def distinct_minutes(table: pa.Table) -> pa.Table:
-    """One row per (user, movie, minute) with its latest time; folding twice changes nothing."""
-    out = table.group_by(["user_id", "movie", "minute"]).aggregate([("time", "max")])
-    return out.rename_columns(["user_id", "movie", "minute", "time"])
+@dataclass
+class EventReader:
+    """Streams event files as Arrow batches; a file that cannot be read is quarantined, not fatal."""
+
+    store: Store
+    rows: dict[str, int] = field(default_factory=dict)  # key -> lines, for every file read
+    quarantined: dict[str, str] = field(default_factory=dict)  # key -> why it could not be read
+    on_file: Callable[[], None] | None = None
+    error: BaseException | None = None  # raised inside DuckDB's scan: kept here, re-raised after it
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _read(self, key: str, schema: pa.Schema) -> pa.Table | None:
+        try:
+            table = self.store.get_parquet(key, columns=schema.names).select(schema.names).cast(schema)
+        except NotFound:
+            raise LogChanged(key) from None
+        except (pa.ArrowException, KeyError) as exc:  # truncated, not parquet, wrong columns
+            self.quarantined[key] = f"unreadable: {type(exc).__name__}: {str(exc)[:200]}"
+            _log.warning("event file %s quarantined: %s", key, self.quarantined[key])
+            return None
+        self.rows[key] = table.num_rows
+        return table
+
+    def batches(self, keys: list[str], schema: pa.Schema) -> pa.RecordBatchReader:
+        def generate():
+            try:
+                # Compacted files hold up to millions of lines: two at a time bounds memory.
+                for group, ahead in (([k for k in keys if is_compacted(k)], 2),
+                                     ([k for k in keys if not is_compacted(k)], READ_AHEAD)):
+                    with ThreadPoolExecutor(max_workers=ahead) as pool:
+                        for start in range(0, len(group), ahead):
+                            for table in pool.map(lambda k: self._read(k, schema), group[start : start + ahead]):
+                                if table is not None:
+                                    yield from table.to_batches()
+                                self.on_file and self.on_file()
+            except Exception as exc:  # noqa: BLE001 -- DuckDB would wrap it in its own type: kept, re-raised after
+                self.error = exc
+
+        return pa.RecordBatchReader.from_batches(schema, generate())
+
+    def count(self, keys: list[str]) -> None:
+        """Only the line counts (footers), for kinds that are not folded."""
+        for key in keys:
+            try:
+                with self.store.open_input(key) as f:
+                    self.rows[key] = pq.ParquetFile(f).metadata.num_rows
+            except NotFound:
+                raise LogChanged(key) from None
+            except pa.ArrowException as exc:
+                self.quarantined[key] = f"unreadable: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def latest_ratings(table: pa.Table) -> pa.Table:
-    """One row per (user, movie): the latest rating; equal times are ordered by event identity."""
-    order = [(c, "ascending") for c in ["user_id", "movie", "time", "event_source", "event_id"]]
-    ordered = table.sort_by(order)
-    aggregations = [(c, "last") for c in ["event_source", "event_id", "time", "rating"]]
-    out = ordered.group_by(["user_id", "movie"], use_threads=False).aggregate(aggregations)
-    return out.rename_columns([c.removesuffix("_last") for c in out.column_names]).select(RATE_FOLDED)
+@dataclass(frozen=True)
+class Plan:
+    """What to read: every live file, or only those new since `base` (a snapshot with state)."""
+
+    read: dict[str, list[str]]
+    base: dict | None
+    base_rows: dict[str, dict[str, int]]  # the base's inputs still live: their line counts
 
 
-class Fold:
-    """A running aggregate over a stream of tables, re-folded whenever it grows past FOLD_ROWS."""
-
-    def __init__(self, fold: Callable[[pa.Table], pa.Table], empty: pa.Table):
-        self.fold = fold
-        self.parts = [fold(empty)]
-        self.rows_in = 0
-
-    def add(self, table: pa.Table) -> None:
-        self.rows_in += table.num_rows
-        self.parts.append(self.fold(table))
-        if sum(p.num_rows for p in self.parts) > FOLD_ROWS:
-            self.parts = [self.fold(pa.concat_tables(self.parts))]
-
-    def result(self) -> pa.Table:
-        return self.fold(pa.concat_tables(self.parts))
-
-
-def read_stream(store: Store, keys: list[str], columns: list[str]) -> Iterator[pa.Table]:
-    with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
-        for start in range(0, len(keys), READ_AHEAD):
-            yield from pool.map(lambda k: store.get_parquet(k, columns=columns), keys[start : start + READ_AHEAD])
-
-
-def compact(watched: pa.Table, rated: pa.Table, codes: MovieCodes) -> pa.Table:
-    """Minutes watched per (user, movie) joined with each pair's latest rating."""
-    keys = ["user_id", "movie"]
-    minutes = watched.group_by(keys).aggregate([("minute", "count"), ("time", "max")])
-    minutes = minutes.rename_columns(["user_id", "movie", "watch_minutes", "watch_time"])
-    ratings = rated.select(["user_id", "movie", "rating", "time"]).rename_columns(
-        ["user_id", "movie", "rating", "rate_time"]
-    )
-    joined = minutes.join(ratings, keys=keys, join_type="full outer")
-    table = pa.table(
-        {
-            "user_id": joined["user_id"],
-            "movie_id": codes.decode(joined["movie"]),
-            "watch_minutes": pc.cast(pc.fill_null(joined["watch_minutes"], 0), pa.int32()),
-            "rating": pc.cast(joined["rating"], pa.int16()),
-            "last_time": pc.max_element_wise(joined["watch_time"], joined["rate_time"], skip_nulls=True),
-        },
-        schema=INTERACTIONS_SCHEMA,
-    )
-    return table.sort_by([("user_id", "ascending"), ("movie_id", "ascending")]).combine_chunks()
+def plan(store: Store, *, full: bool = False) -> Plan:
+    listed = {kind: all_event_keys(store, kind) for kind in SCHEMAS}
+    live = {kind: live_keys(store, keys) for kind, keys in listed.items()}
+    base = None if full else _base(store)
+    if base is None:
+        return Plan(live, None, {kind: {} for kind in SCHEMAS})
+    inputs = json.loads(store.get(base["inputs"]["list"]))
+    read, base_rows = {}, {}
+    for kind, keys in live.items():
+        before = inputs.get(kind, {})
+        read[kind] = [k for k in keys if k not in before]
+        base_rows[kind] = {k: before[k] for k in keys if k in before}
+        gone = set(before) - set(keys)
+        # A base input may be gone only because a compacted file now read replaced it; anything else
+        # (a file deleted by hand, a compacted file gone) means the base holds lines the log no longer has.
+        replaced = set().union(*(replaced_by(store, k) for k in read[kind] if is_compacted(k)))
+        if gone - replaced:
+            _log.warning("snapshot %s read files no longer in the log (%s...): building from scratch",
+                         base["id"], min(gone - replaced))
+            return Plan(live, None, {kind: {} for kind in SCHEMAS})
+    return Plan(read, base, base_rows)
 
 
-class _HashingSink:
-    """A write-only file that hashes what it is given instead of keeping it."""
+def _state_keys(state: dict) -> list[str]:
+    return [*state["minutes"], state["pairs"], state["rate"]]
 
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-        self.closed = False
 
-    def write(self, data) -> int:
-        self.digest.update(data)
-        return len(data)
+def _base(store: Store) -> dict | None:
+    """The newest snapshot that kept its state, if its state is all there."""
+    for manifest in reversed(list_snapshots(store)):
+        state = manifest.get("state")
+        if state and "rows" in manifest["inputs"] and all(store.exists(k) for k in _state_keys(state)):
+            return manifest
+    return None
 
-    def writable(self) -> bool:
-        return True
 
-    def flush(self) -> None:
-        pass
+def _download(store: Store, key: str, path: Path) -> str:
+    with store.open_input(key) as source, open(path, "wb") as target:
+        shutil.copyfileobj(source, target, 8 << 20)
+    return str(path)
+
+
+def _view(con, name: str, paths: list[str], schema: pa.Schema) -> None:
+    if paths:
+        con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(schema.names)} FROM read_parquet({paths!r})").fetchall()
+    else:
+        con.register(name, schema.empty_table())
+
+
+@dataclass(frozen=True)
+class Folded:
+    table: pa.Table  # INTERACTIONS_SCHEMA, sorted by user_id, movie_id
+    watch_minutes: int
+    added: Path | None  # the minutes new to the chain (None: none, or the chain was rewritten whole)
+    chain: list[str]  # the base's chain, kept as it is, or [] when `whole` holds it all
+    whole: Path | None
+    pairs: Path
+    rate: Path
+
+
+def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Folded:
+    """Base state + new files -> the new state (files under `workdir`) and the interactions."""
+    import duckdb
+
+    state = (the_plan.base or {}).get("state") or {"minutes": [], "pairs": None, "rate": None}
+    local = {k: _download(store, k, workdir / f"base-{i}.parquet") for i, k in enumerate(_state_keys(state)) if k}
+    con = duckdb.connect(config={
+        "memory_limit": MEMORY_LIMIT, "temp_directory": str(workdir / "spill"),
+        "threads": os.cpu_count() or 1, "preserve_insertion_order": False})
+    try:
+        _view(con, "chain", [local[k] for k in state["minutes"]], EMPTY["minutes"])
+        _view(con, "base_pairs", [local[state["pairs"]]] if state["pairs"] else [], EMPTY["pairs"])
+        _view(con, "base_rate", [local[state["rate"]]] if state["rate"] else [], EMPTY["rate"])
+        for kind in ("watch", "rate"):
+            schema = SCHEMAS[kind].empty_table().select(NEW_COLUMNS[kind]).schema
+            con.register(f"new_{kind}", reader.batches(the_plan.read[kind], schema))
+        for sql in FOLD_SQL:
+            try:
+                con.execute(sql).fetchall()
+            finally:
+                reader.raise_error()
+        out = {name: workdir / f"{name}.parquet" for name in ("added", "whole", "pairs", "rate")}
+        chain = list(state["minutes"])
+        ((added,),) = con.execute("SELECT count(*) FROM added").fetchall()
+        if len(chain) + 1 > CHAIN_MAX:
+            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["whole"])
+            chain, out["added"] = [], None
+        else:
+            out["whole"] = None
+            if added:
+                _copy(con, "SELECT * FROM added", out["added"])
+            else:
+                out["added"] = None
+        _copy(con, "SELECT * FROM pairs", out["pairs"])
+        _copy(con, "SELECT * FROM rate", out["rate"])
+        ((minutes,),) = con.execute("SELECT coalesce(sum(minutes), 0) FROM pairs").fetchall()
+        table = con.sql(INTERACTIONS_SQL).to_arrow_table()
+    finally:
+        con.close()
+    table = table.cast(INTERACTIONS_SCHEMA).combine_chunks()
+    return Folded(table, int(minutes), out["added"], chain, out["whole"], out["pairs"], out["rate"])
+
+
+def _copy(con, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000)").fetchall()
 
 
 def content_id(table: pa.Table) -> str:
-    """The snapshot id: a hash of the compacted content (Arrow IPC), so the same inputs give the same id."""
-    sink = _HashingSink()
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
-        writer.write_table(table)
-    return sink.digest.hexdigest()[:16]
+    """The snapshot id: a hash of the content, so the same events give the same id. Values, not
+    buffers: what lies under a null slot, or past an array's end, is undefined and differs by producer."""
+    digest = hashlib.sha256(table.schema.remove_metadata().to_string().encode())
+    digest.update(table.num_rows.to_bytes(8, "little"))
+    for column in table.combine_chunks().columns:
+        array = column.combine_chunks()
+        digest.update(np.packbits(pc.is_null(array).to_numpy(zero_copy_only=False)).tobytes())
+        if pa.types.is_string(array.type):
+            array = pc.fill_null(array, "")
+            offsets = np.frombuffer(array.buffers()[1], np.int32)[array.offset : array.offset + len(array) + 1]
+            digest.update((offsets - offsets[0]).tobytes())
+            if array.buffers()[2] is not None:
+                digest.update(memoryview(array.buffers()[2])[offsets[0] : offsets[-1]])
+        else:
+            digest.update(pc.fill_null(array, pa.scalar(0).cast(array.type)).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _time_range(table: pa.Table) -> dict:
@@ -144,32 +282,39 @@ def _time_range(table: pa.Table) -> dict:
     return {k: bounds[k].as_py().isoformat() for k in ("min", "max")}
 
 
-def _rows(store: Store, keys: list[str], column: str) -> int:
-    return sum(store.get_parquet(k, columns=[column]).num_rows for k in keys)
+def make_snapshot(store: Store, *, full: bool = False,
+                  on_file: Callable[[], None] | None = None) -> tuple[dict, bool]:
+    """Snapshot the event log; returns (manifest, created). An identical snapshot is reused.
+
+    Incremental unless `full` or no earlier snapshot kept its state; either way the same events give
+    the same id. A file listed but replaced by a compaction meanwhile makes it plan again."""
+    for attempt in range(3):
+        the_plan = plan(store, full=full)
+        reader = EventReader(store, on_file=on_file)
+        try:
+            for kind in ("reco", "account", "quarantine"):  # not folded: their line counts only
+                reader.count(the_plan.read[kind])
+            with tempfile.TemporaryDirectory(prefix="movierec-snapshot-") as tmp:
+                folded = fold(store, the_plan, reader, Path(tmp))
+                return _write(store, the_plan, reader, folded)
+        except LogChanged as exc:
+            _log.warning("event file %s was replaced while the snapshot read the log (try %d)", exc, attempt + 1)
+    raise LogChanged("the event log kept changing while the snapshot read it")
 
 
-def make_snapshot(store: Store, *, on_file: Callable[[], None] | None = None) -> tuple[dict, bool]:
-    """Snapshot the whole event log; returns (manifest, created). An identical snapshot is reused."""
-    keys = {kind: event_keys(store, kind) for kind in SCHEMAS}
-    codes = MovieCodes()
-    watched = Fold(distinct_minutes, codes.encode(SCHEMAS["watch"].empty_table().select(WATCH_COLUMNS)))
-    for table in read_stream(store, keys["watch"], WATCH_COLUMNS):
-        watched.add(codes.encode(table))
-        on_file and on_file()
-    rated = Fold(latest_ratings, codes.encode(SCHEMAS["rate"].empty_table().select(RATE_COLUMNS)))
-    for table in read_stream(store, keys["rate"], RATE_COLUMNS):
-        rated.add(codes.encode(table))
-        on_file and on_file()
-    watch_minutes, ratings = watched.result(), rated.result()
-    table = compact(watch_minutes, ratings, codes)
+def _write(store: Store, the_plan: Plan, reader: EventReader, folded: Folded) -> tuple[dict, bool]:
+    table = folded.table
     snapshot_id = content_id(table)
     if store.exists(manifest_key(snapshot_id)):
         return json.loads(store.get(manifest_key(snapshot_id))), False
+    inputs = {kind: dict(sorted((the_plan.base_rows[kind] | {k: reader.rows[k] for k in the_plan.read[kind]
+                                                              if k in reader.rows}).items()))
+              for kind in SCHEMAS}
     counts = {
-        "watch_lines": watched.rows_in,
-        "watch_minutes": watch_minutes.num_rows,
-        "rate_lines": rated.rows_in,
-        "quarantine_lines": _rows(store, keys["quarantine"], "reason"),
+        "watch_lines": sum(inputs["watch"].values()),
+        "watch_minutes": folded.watch_minutes,
+        "rate_lines": sum(inputs["rate"].values()),
+        "quarantine_lines": sum(inputs["quarantine"].values()),
         "interactions": table.num_rows,
         "ratings": table.num_rows - table["rating"].null_count,
         "users": len(pc.unique(table["user_id"])),
@@ -179,23 +324,41 @@ def make_snapshot(store: Store, *, on_file: Callable[[], None] | None = None) ->
     current_profile = profile(table, counts)
     report = compare(current_profile, previous[-1]["profile"] if previous else None,
                      previous[-1]["id"] if previous else None)
-    inputs = {kind: sorted(k) for kind, k in keys.items()}
+    quarantined = [{"key": k, "reason": why} for k, why in sorted(reader.quarantined.items())]
+    report["quarantined_files"] = quarantined
+    if quarantined:
+        report["warnings"].append(f"{len(quarantined)} event file(s) could not be read and were left out: "
+                                  + ", ".join(q["key"] for q in quarantined[:5]))
+    prefix = f"snapshots/{snapshot_id}"
+    minutes = [*folded.chain] + [f"{prefix}/state/minutes.parquet" for f in (folded.added or folded.whole,) if f]
+    state = {"minutes": minutes, "pairs": f"{prefix}/state/pairs.parquet", "rate": f"{prefix}/state/rate.parquet"}
+    files = {state["pairs"]: folded.pairs, state["rate"]: folded.rate}
+    if folded.added or folded.whole:
+        files[minutes[-1]] = folded.added or folded.whole
+    listing = json.dumps(inputs, sort_keys=True).encode()
     manifest = {
         "id": snapshot_id,
         "created_at": datetime.now(UTC).isoformat(),
         "inputs": {
             "files": {kind: len(k) for kind, k in inputs.items()},
-            "list": f"snapshots/{snapshot_id}/inputs.json",
-            "sha256": hashlib.sha256(json.dumps(inputs).encode()).hexdigest(),
+            "rows": {kind: sum(k.values()) for kind, k in inputs.items()},
+            "list": f"{prefix}/inputs.json",
+            "sha256": hashlib.sha256(listing).hexdigest(),
         },
+        "built_from": {"base": the_plan.base["id"] if the_plan.base else None,
+                       "files_read": {kind: len(k) for kind, k in the_plan.read.items()}},
         "counts": counts,
         "time_range": _time_range(table),
         "schema": current_profile["schema"],
         "profile": current_profile,
-        "quality": {"report": f"snapshots/{snapshot_id}/quality.json", "warnings": report["warnings"]},
+        "quality": {"report": f"{prefix}/quality.json", "warnings": report["warnings"],
+                    "quarantined_files": quarantined},
+        "state": state,
     }
-    store.put(f"snapshots/{snapshot_id}/inputs.json", json.dumps(inputs).encode())
-    store.put(f"snapshots/{snapshot_id}/quality.json", json.dumps(report, indent=2).encode())
+    for key, path in files.items():
+        store.put(key, path.read_bytes())
+    store.put(f"{prefix}/inputs.json", listing)
+    store.put(f"{prefix}/quality.json", json.dumps(report, indent=2).encode())
     store.put_parquet(interactions_key(snapshot_id), table)
     store.put(manifest_key(snapshot_id), json.dumps(manifest, indent=2).encode())  # last: marks it complete
     return manifest, True

@@ -88,12 +88,31 @@ def cmd_snapshot(args) -> int:
         return 0
     from movierec.quality import summary_lines
 
+    if not args.no_compact:
+        _compact(store)
     with console.status("reading the event log"):
-        manifest, created = make_snapshot(store)
-    print(f"{'created' if created else 'unchanged'} snapshot {manifest['id']}")
+        manifest, created = make_snapshot(store, full=args.full)
+    read = manifest.get("built_from", {}).get("base")
+    print(f"{'created' if created else 'unchanged'} snapshot {manifest['id']}"
+          + (f" (from {read} and the files new since)" if created and read else ""))
     print(json.dumps(manifest["counts"], indent=2))
     if "quality" in manifest:  # snapshots written before quality reports existed have none
         print("\n".join(summary_lines(json.loads(store.get(manifest["quality"]["report"])))))
+    return 0
+
+
+def _compact(store) -> None:
+    from movierec.compaction import compact
+
+    with console.status("compacting the event log"):
+        done = compact(store)
+    console.print(f"[bold]compact[/] {done.files_in:,} files ({done.lines:,} lines) into {done.files_out:,} "
+                  f"in {done.seconds:.1f} s; {done.deleted:,} replaced files removed"
+                  + "".join(f"\n  left in place, {why}: {key}" for key, why in done.skipped.items()))
+
+
+def cmd_compact(args) -> int:
+    _compact(_store(args))
     return 0
 
 
@@ -325,7 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("snapshot", help="compact the event log into an immutable snapshot; list; show ID")
     p.add_argument("action", nargs="?", choices=("create", "list", "show"), default="create")
     p.add_argument("id", nargs="?")
+    p.add_argument("--full", action="store_true", help="read the whole log, not only what is new since the last snapshot")
+    p.add_argument("--no-compact", action="store_true", help="do not compact the event log first")
     p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("compact", help="rewrite the event log's small files into few large ones (snapshot does it too)")
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("train", help="train a model on a snapshot and store it")
     p.add_argument("--snapshot", help="snapshot id (default: the latest)")
@@ -345,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     _fan_out_options(p)
     p.set_defaults(func=cmd_precompute)
 
-    p = sub.add_parser("refresh", help="the scheduled batch job: snapshot, train, precompute and publish, "
+    p = sub.add_parser("refresh", help="the scheduled batch job: compact, snapshot, train, precompute and publish, "
                                        "unless nothing is new, an A/B test is served or a rollback would be undone")
     p.add_argument("--model", default="forecast-dae", help="model kind to train (default %(default)s)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the offline evaluation against baselines")

@@ -5,16 +5,22 @@ an event, so that snapshots can drop redeliveries. A batch file's name is a
 hash of the events it holds (identity and raw line), and files are created
 only if absent: writing the same batch twice is a no-op, never an overwrite,
 and different lines can never be mistaken for a batch already written.
+
+Compaction (`movierec.compaction`) rewrites a partition's small files into few large
+`compacted-<hash>.parquet` files; each names the files it replaced in its own footer, so the
+record and the file appear together, atomically, before any replaced file is removed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from movierec.store import Store
 from movierec.stream import LineError, Record, RecoRequest, parse_line
@@ -135,5 +141,46 @@ def write_events(store: Store, events: list[Event]) -> list[str]:
     return keys
 
 
-def event_keys(store: Store, kind: str) -> list[str]:
+COMPACTED_PREFIX = "compacted-"
+REPLACES = b"movierec.replaces"  # footer metadata of a compacted file: the names it replaced (JSON)
+
+
+def is_compacted(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX)
+
+
+def replaced_by(store: Store, key: str) -> set[str]:
+    """The keys a compacted file replaced, from its footer; none if the footer cannot be read
+    (the replaced files, while they exist, are then still read: nothing is lost)."""
+    partition = key.rsplit("/", 1)[0]
+    try:
+        with store.open_input(key) as f:
+            metadata = pq.ParquetFile(f).schema_arrow.metadata or {}
+    except pa.ArrowException:
+        return set()
+    return {f"{partition}/{name}" for name in json.loads(metadata.get(REPLACES, b"[]"))}
+
+
+def all_event_keys(store: Store, kind: str) -> list[str]:
+    """Every event file of `kind`, replaced or not."""
     return [k for k in store.list(f"events/kind={kind}") if k.endswith(".parquet")]
+
+
+def live_keys(store: Store, keys: list[str]) -> list[str]:
+    """`keys` less those a compacted file among them replaced. Footers are read only in partitions
+    that hold both: after a compaction finishes, its replaced files are gone."""
+    partitions: dict[str, list[str]] = defaultdict(list)
+    for key in keys:
+        partitions[key.rsplit("/", 1)[0]].append(key)
+    replaced: set[str] = set()
+    for members in partitions.values():
+        compacted = [k for k in members if is_compacted(k)]
+        if compacted and len(compacted) < len(members):
+            replaced.update(*(replaced_by(store, k) for k in compacted))
+    return [k for k in keys if k not in replaced]
+
+
+def event_keys(store: Store, kind: str) -> list[str]:
+    """The event files of `kind` to read: a file replaced by a compacted one (still there only while a
+    compaction runs, or after one was killed) is left out, so that no line is read twice."""
+    return live_keys(store, all_event_keys(store, kind))

@@ -1,7 +1,8 @@
 """Snapshots: immutable, content-addressed versions of the cleaned stream data.
 
 `snapshots/<id>/interactions.parquet` holds one row per (user, movie) with the
-minutes watched, the latest rating and the latest time; `manifest.json`,
+minutes watched, the latest rating and the latest time; `state/` keeps the aggregates the
+next snapshot starts from (it then reads only newer event files); `manifest.json`,
 written last, marks the snapshot complete. Writing one is in
 `pipelines/snapshot.py`; this module reads them.
 """

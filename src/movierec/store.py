@@ -50,6 +50,15 @@ class Store(abc.ABC):
     def list(self, prefix: str) -> list[str]:
         """Every key under `prefix` (recursively), sorted."""
 
+    def delete(self, key: str) -> None:
+        """Remove the object at `key`, if any (idempotent). Only compaction deletes, under `events/`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete")
+
+    def delete_many(self, keys: list[str]) -> None:
+        """`delete` for each key, in as few requests as the store allows."""
+        for key in keys:
+            self.delete(key)
+
     def put_parquet(self, key: str, table: pa.Table, *, only_new: bool = False) -> bool:
         data = table_to_parquet(table)
         if only_new:
@@ -155,6 +164,21 @@ class LocalStore(Store):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self.delete_many([key])
+
+    def delete_many(self, keys: list[str]) -> None:
+        synced = {}
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            synced.setdefault(path.parent, path)
+        for path in synced.values():  # one fsync per directory, not per file
+            self._sync_dir(path)
+
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix.rstrip("/") if prefix else self.root
         if base.is_file():
@@ -225,6 +249,16 @@ class S3Store(Store):
     def open_input(self, key: str) -> BinaryIO:
         # A small buffer joins the few tiny reads of a parquet footer; column chunks are read whole.
         return io.BufferedReader(_S3Ranges(self, self._key(key)), buffer_size=64 << 10)
+
+    def delete(self, key: str) -> None:
+        self._call(self._s3.delete_object, Key=self._key(key))  # S3 answers 204 for a missing key too
+
+    def delete_many(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
+            chunk = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            errors = self._call(self._s3.delete_objects, Delete={"Objects": chunk, "Quiet": True}).get("Errors")
+            if errors:
+                raise StoreUnavailable(f"S3 did not delete {len(errors)} keys, e.g. {errors[0]}")
 
     def exists(self, key: str) -> bool:
         try:

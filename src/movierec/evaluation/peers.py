@@ -77,15 +77,18 @@ class ImplicitFactors:
     def fit(self, data: Interactions, *, seed: int = 0) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
         from implicit.cpu.bpr import BayesianPersonalizedRanking
+        from threadpoolctl import threadpool_limits
 
         x = interaction_matrix(data)
         threads = min(2, os.cpu_count() or 1)
-        if self.algorithm == "als":
-            model = AlternatingLeastSquares(random_state=seed, num_threads=threads, **self.params)
-            model.fit((x * self.alpha).tocsr(), show_progress=False)
-        else:
-            model = BayesianPersonalizedRanking(random_state=seed, num_threads=threads, **self.params)
-            model.fit(x, show_progress=False)
+        # implicit runs its own threads; a BLAS pool under each of them oversubscribes (its own warning)
+        with threadpool_limits(1, "blas"):
+            if self.algorithm == "als":
+                model = AlternatingLeastSquares(random_state=seed, num_threads=threads, **self.params)
+                model.fit((x * self.alpha).tocsr(), show_progress=False)
+            else:
+                model = BayesianPersonalizedRanking(random_state=seed, num_threads=threads, **self.params)
+                model.fit(x, show_progress=False)
         self.users, self.items = np.asarray(model.user_factors), np.asarray(model.item_factors)
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ The stream's last `--future-days` are held back: the users who watch something n
 asked of recommend over HTTP, and its answers are scored (NDCG@20, Recall@20) side by side with
 recent popularity and implicit ALS fitted on the same snapshot (each peer's best setting on
 this very test, which flatters the peers). Every step prints its wall time and peak RSS.
-The stream and the ingested store are kept in --workdir and reused by a later run with the same
-sizes (--ingest-only prepares them). Writes benchmarks/results/course-scale.{md,json}.
+The stream, the ingested store and the refresh are kept in --workdir and reused by a later run
+with the same sizes (--ingest-only prepares the first two; --again runs refresh anew). Writes benchmarks/results/course-scale.{md,json}.
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/movierec-course-scale"))
     parser.add_argument("--ingest-only", action="store_true",
                         help="build the stream and ingest it, then stop (a later run goes on from there)")
+    parser.add_argument("--again", action="store_true", help="run refresh again even if this work directory has one")
     parser.add_argument("--out", default="course-scale", help="result file name in benchmarks/results/")
     args = parser.parse_args()
     work = args.workdir / f"{args.users}-{args.lines}-{args.seed}"
@@ -189,8 +190,10 @@ def main() -> None:
     ingest_stream(path, store_uri, env, work, steps)
     if args.ingest_only:
         return
-    steps["refresh --local"] = run_measured(
-        [MOVIEREC, "refresh", "--local", "--force", "--report", str(work / "refresh.json")], env)
+    if args.again or not (work / "refresh.json").exists():  # the job's own figures are kept in its report
+        job = run_measured([MOVIEREC, "refresh", "--local", "--force", "--report", str(work / "refresh.json")], env)
+        (work / "refresh-job.json").write_text(json.dumps(job))
+    steps["refresh --local"] = json.loads((work / "refresh-job.json").read_text())
     refresh = json.loads((work / "refresh.json").read_text())
     for name, step in refresh["steps"].items():
         steps[f"  {name}"] = step

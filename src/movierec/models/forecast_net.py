@@ -82,13 +82,14 @@ class ForecastNet(nn.Module):
         return torch.tanh(self.encoder(movies, offsets, per_sample_weights=weights) + self.encoder_bias)
 
     def forward(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encode(inputs)) + self.context[bucket] @ self.context_weight
+        # mixed per bucket first: [buckets, movies], then one row a user (not a [users, movies, features] copy)
+        return self.decoder(self.encode(inputs)) + (self.context @ self.context_weight)[bucket]
 
     def candidate_logits(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor,
                          candidates: torch.Tensor) -> torch.Tensor:
         """Logits of the `candidates` movies only: [rows, len(candidates)], for sampled softmax."""
         weight, bias = self.decoder.weight[candidates], self.decoder.bias[candidates]
-        return self.encode(inputs) @ weight.T + bias + self.context[:, candidates][bucket] @ self.context_weight
+        return self.encode(inputs) @ weight.T + bias + (self.context[:, candidates] @ self.context_weight)[bucket]
 
 
 def forecast_loss(logits: torch.Tensor, seen: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

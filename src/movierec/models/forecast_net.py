@@ -82,14 +82,22 @@ class ForecastNet(nn.Module):
         return torch.tanh(self.encoder(movies, offsets, per_sample_weights=weights) + self.encoder_bias)
 
     def forward(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor) -> torch.Tensor:
-        # mixed per bucket first: [buckets, movies], then one row a user (not a [users, movies, features] copy)
-        return self.decoder(self.encode(inputs)) + (self.context @ self.context_weight)[bucket]
+        return self.decoder(self.encode(inputs)) + _rows(self.context @ self.context_weight, bucket)
 
     def candidate_logits(self, inputs: tuple[torch.Tensor, ...], bucket: torch.Tensor,
                          candidates: torch.Tensor) -> torch.Tensor:
         """Logits of the `candidates` movies only: [rows, len(candidates)], for sampled softmax."""
         weight, bias = self.decoder.weight[candidates], self.decoder.bias[candidates]
-        return self.encode(inputs) @ weight.T + bias + (self.context[:, candidates] @ self.context_weight)[bucket]
+        return self.encode(inputs) @ weight.T + bias + _rows(self.context[:, candidates] @ self.context_weight, bucket)
+
+
+def _rows(mixed: torch.Tensor, bucket: torch.Tensor) -> torch.Tensor:
+    """Each user's row of the per-bucket context mix: [buckets, movies] -> [users, movies], mixed per
+    bucket first rather than copying [users, movies, features]. Under autograd as a one-hot product, whose
+    gradient is a deterministic matmul (an indexing's scatter-add is not: same seed, other weights)."""
+    if torch.is_grad_enabled():
+        return F.one_hot(bucket, len(mixed)).to(mixed.dtype) @ mixed
+    return mixed[bucket]
 
 
 def forecast_loss(logits: torch.Tensor, seen: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -7,7 +7,7 @@ from 1 is how far this run's ratios can be trusted on a shared machine.
 
 Installs wrk and nginx with apt-get when missing. Uses the 1 M-user store of
 benchmarks/precompute_scale.py when it has a published run, else publishes a
-synthetic run of the same shape. Prints tables and writes
+synthetic run of the same shape (1 M users, 27,000 movies, 32 shards). Prints tables and writes
 benchmarks/results/recommend-<date>.{md,json}.
 """
 
@@ -34,9 +34,9 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks import report
+from movierec.index import VariantIndex
 from movierec.processes import free_port
 from movierec.recs import current_variants, load_run, read_current
-from movierec.serving import VariantIndex
 from movierec.store import LocalStore
 
 CONNECTIONS = (1, 16, 64)
@@ -69,26 +69,31 @@ def ensure_tools() -> None:
                    env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
 
 
-def ensure_published(root: Path, users: int) -> tuple[LocalStore, VariantIndex]:
-    """The store's published run; a synthetic run of `users` users when nothing is published."""
+def ensure_published(root: Path, users: int, partitions: int = 32) -> tuple[LocalStore, VariantIndex]:
+    """The store's published run; else a synthetic run of `users` users published straight into it:
+    recommend reads only run.json, the model's popular list and the shards (a trained model and
+    its snapshot would cost gigabytes to build and change nothing here)."""
     store = LocalStore(root)
     if not store.exists("recs/CURRENT"):
-        from benchmarks.precompute_world import build_world, movie_slugs
+        from benchmarks.precompute_world import movie_slugs
         from movierec.partitioning import partitions_of
         from movierec.precompute import encode_shard
         from movierec.recs import shard_key
         from pipelines.fanout import start_run
         from pipelines.publish import publish
 
-        store, version = build_world(root, users=users)
-        run = start_run(store, version, partitions=8, top_k=20)
-        user_ids = store.get_parquet(f"models/{version}/users.parquet")["user_id"].to_numpy()
-        movies = np.sort(movie_slugs(27_000))
         rng = np.random.default_rng(0)
-        for p in range(8):
-            mine = user_ids[partitions_of(user_ids, 8) == p]
-            best = np.argsort(rng.random((len(mine), 27_000), dtype=np.float32)[:, :200], axis=1)[:, :20]
-            store.put(shard_key(run.run_id, p, 8), encode_shard(mine, best, movies))
+        movies = np.sort(movie_slugs(27_000))
+        version = "bench-recommend"
+        store.put(f"models/{version}/card.json", json.dumps({"version": version, "snapshot_id": "bench"}).encode())
+        store.put(f"models/{version}/popular.json", json.dumps(movies[:100].tolist()).encode())
+        run = start_run(store, version, partitions=partitions, top_k=20)
+        user_ids = np.sort(rng.choice(4 * users, size=users, replace=False)).astype(np.int64)  # as precompute_world
+        for p in range(partitions):
+            mine = user_ids[partitions_of(user_ids, partitions) == p]
+            start, step = rng.integers(0, 27_000, len(mine)), rng.integers(1, 27_000 // 20, len(mine))
+            best = (start[:, None] + step[:, None] * np.arange(20)) % 27_000  # 20 distinct movies a user
+            store.put(shard_key(run.run_id, p, partitions), encode_shard(mine, best, movies))
         publish(store, [run.run_id], validate=False)
     index = VariantIndex.open(store, current_variants(read_current(store))[0]).load_all()
     return store, index
@@ -280,14 +285,14 @@ def main() -> int:
                         | ({"a_before": rows[3]} if args.before else {}))
         print(f"{name}: (a) {_rates(rows[0])} req/s; (b) {_rates(rows[1])}; (b') {_rates(rows[2])} at 1/16/64 connections"
               + (f"; (a) before {_rates(rows[3])}" if args.before else ""), flush=True)
-    with nginx(workdir, ",".join(index.popular)) as server:
+    with nginx(workdir, index.popular_text.decode()) as server:
         server.wait("/recommend.txt")
         [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
     best = max(tuning, key=lambda n: tuning[n]["a"][1]["rps"] + tuning[n]["a"][2]["rps"])
 
     # Cold start under the chosen settings: process start to the first correct answer.
     user = int(sample[0])
-    expected = ",".join(index.lookup(user))
+    expected = index.answer(user).text.decode()
     env, extra = CONFIGS[best]
     cold, full = [], []
     for _ in range(args.cold_starts):

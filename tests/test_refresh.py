@@ -47,7 +47,7 @@ def test_refresh_publishes_only_when_there_is_something_new(published, capsys):
     service = RecommendService(store, reload_seconds=60)
     try:
         for user, seen in list(seen_by_user(newcomers).items())[:10]:
-            answer = service.recommend(user)
+            answer = service.answer(user)
             assert answer.source == "personalized" and len(answer.movies) == 20 and not set(answer.movies) & seen
     finally:
         service.stop()

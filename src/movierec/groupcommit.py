@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from movierec.errors import StoreUnavailable
-from movierec.processes import after_fork_in_child
+from movierec.forking import after_fork_in_child
 
 
 class GroupCommitter:

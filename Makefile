@@ -25,6 +25,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Unit tests only, about a minute: no function processes, no S3 server, no external tools.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
 # Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_bench.py

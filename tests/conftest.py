@@ -27,6 +27,15 @@ BUCKET = "movierec-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movierec-secret", "AWS_REGION": "us-east-1"}
 
 
+def pytest_collection_modifyitems(items):
+    """`integration`: a test that starts processes (its module says so with `pytestmark`), the
+    deployment and monitoring checks (external tools), and every test on the S3 server."""
+    for item in items:
+        path = Path(item.path)
+        if "seaweed" in item.fixturenames or path.parent.name in ("deploy", "monitoring"):
+            item.add_marker(pytest.mark.integration)
+
+
 def dataset(name: str) -> Path:
     path = DATASETS / name
     if not path.is_dir():

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import requests
 
 from movierec.processes import FunctionProcess
 from movierec.replay import replay
 from tests.conftest import build_published, small_world_lines
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 
 def test_two_workers_report_one_total(tmp_path):

@@ -23,6 +23,8 @@ from pipelines.fanout import run_local, start_run
 from pipelines.publish import publish, rollback
 from tests.conftest import build_published, small_world_lines
 
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):

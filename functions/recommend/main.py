@@ -31,7 +31,7 @@ watch_store(SERVICE.store)  # exports the batch steps' freshness and drift for t
 
 @aio.http
 async def recommend(request: Request) -> Response:
-    path = request.url.path
+    path = request.scope["path"]  # request.url would parse the whole URL, which recommend does not need
     if not path.startswith(PREFIX):
         return await probe(path)
     started = time.perf_counter()
@@ -47,7 +47,7 @@ async def recommend(request: Request) -> Response:
         return asgi_response(result)
     variant = answer.variant
     headers = {"X-Model-Version": variant.model_version, "X-Recs-Run": variant.run_id, "X-Variant": variant.name}
-    if accepts_json(request):
+    if accepts_json(request.scope):
         body = {"user_id": answer.user_id, "movies": answer.movies, "model_version": variant.model_version,
                 "variant": variant.name, "source": answer.source}
         response = asgi_response(json_answer(body, 200, headers))

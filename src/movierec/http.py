@@ -65,6 +65,10 @@ async def read_body(request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def accepts_json(request) -> bool:
-    """Whether a request's Accept header names JSON (media types are case-insensitive)."""
-    return "application/json" in request.headers.get("accept", "").lower()
+def accepts_json(scope: dict) -> bool:
+    """Whether a request's Accept header names JSON (media types are case-insensitive). Read from
+    the ASGI scope: Starlette's `request.headers` builds a mapping recommend does not need."""
+    for name, value in scope["headers"]:  # names arrive lower-case
+        if name == b"accept":
+            return b"application/json" in value.lower()
+    return False

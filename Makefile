@@ -25,10 +25,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Unit tests only, about a minute: no function processes, no S3 server, no external tools.
+# Unit tests only, under a minute: no function processes, no S3 server, no external tools, no network training.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 # Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).
 bench: $(STAMP)

@@ -32,7 +32,9 @@ def pytest_collection_modifyitems(items):
     deployment and monitoring checks (external tools), and every test on the S3 server."""
     for item in items:
         path = Path(item.path)
-        if "seaweed" in item.fixturenames or path.parent.name in ("deploy", "monitoring"):
+        on_s3 = "seaweed" in item.fixturenames or getattr(item, "callspec", None) and item.callspec.params.get(
+            "store_uri") == "s3"
+        if on_s3 or path.parent.name in ("deploy", "monitoring"):
             item.add_marker(pytest.mark.integration)
 
 

@@ -41,11 +41,13 @@ from movierec.store import LocalStore
 
 CONNECTIONS = (1, 16, 64)
 # Both handlers are async (@aio.http): functions-framework serves them with uvicorn, which picks up
-# uvloop and httptools from the `recommend` extra. Earlier runs compared sync Flask and --asgi
-# settings (benchmarks/results/recommend-2026-11-29-sync.md).
-CONFIGS = {  # name: (env, extra functions-framework args)
-    "1 worker": ({"WORKERS": "1"}, []),
-    "WORKERS=2": ({"WORKERS": "2"}, []),
+# uvloop and httptools from the `recommend` extra. Every answer updates two Prometheus metrics: in
+# multiprocess mode (what several workers need) each update writes a memory-mapped file.
+DEPLOYED = "WORKERS=2"  # knative/base/service-recommend.yaml: the main table and the cold starts
+CONFIGS = {  # name: (WORKERS, Prometheus multiprocess mode)
+    "1 worker": (1, True),
+    "WORKERS=2": (2, True),
+    "1 worker, in-process metrics": (1, False),
 }
 LUA = """
 local ids = {}
@@ -161,14 +163,17 @@ class Server:
             self.process.wait()
 
 
-def function_server(source: Path, target: str, store: Path, env: dict, args: list[str]) -> Server:
-    """A function served as Knative serves it (knative/base/service-recommend.yaml): the given
-    WORKERS, and Prometheus multiprocess mode with a directory of its own."""
+def function_server(source: Path, target: str, store: Path, workers: int, multiprocess: bool,
+                    env: dict | None = None) -> Server:
+    """A function served as Knative serves it (knative/base/service-recommend.yaml): `workers`
+    uvicorn workers and, when `multiprocess`, Prometheus multiprocess mode with a directory of its own."""
     port = free_port()
     command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
-               "--host", "127.0.0.1", "--port", str(port), *args]
-    metrics_dir = tempfile.mkdtemp(prefix="movierec-bench-prom-")
-    env = os.environ | env | {"MOVIEREC_STORE": str(store), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+               "--host", "127.0.0.1", "--port", str(port)]
+    env = os.environ | (env or {}) | {"MOVIEREC_STORE": str(store), "WORKERS": str(workers)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if multiprocess:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="movierec-bench-prom-")
     return Server(command, env, f"http://127.0.0.1:{port}")
 
 
@@ -263,16 +268,16 @@ def main() -> int:
 
     tuning = {}
     loaded = 'reloads_total{outcome="loaded"} 1'
-    for name, (env, extra) in CONFIGS.items():
+    for name, (workers, multiprocess) in CONFIGS.items():
         with ExitStack() as servers:
-            server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, env, extra))
-            trivial = [servers.enter_context(function_server(trivial_src, "trivial", store_root, env, extra))
+            server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, workers, multiprocess))
+            trivial = [servers.enter_context(function_server(trivial_src, "trivial", store_root, workers, multiprocess))
                        for _ in range(2)]  # (b) and its control (b')
             recommends = [server_a]
             if args.before:  # the checkout's library first on the path, ahead of this one's editable install
                 recommends.append(servers.enter_context(function_server(
                     args.before / "functions/recommend/main.py", "recommend", store_root,
-                    env | {"PYTHONPATH": str(args.before / "src")}, extra)))
+                    workers, multiprocess, {"PYTHONPATH": str(args.before / "src")})))
             for server in recommends:
                 server.wait("/metrics", lambda r: loaded in r.text, timeout=120)
             for server in trivial:
@@ -288,21 +293,21 @@ def main() -> int:
     with nginx(workdir, index.popular_text.decode()) as server:
         server.wait("/recommend.txt")
         [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
-    best = max(tuning, key=lambda n: tuning[n]["a"][1]["rps"] + tuning[n]["a"][2]["rps"])
+    best = DEPLOYED
 
     # Cold start under the chosen settings: process start to the first correct answer.
     user = int(sample[0])
     expected = index.answer(user).text.decode()
-    env, extra = CONFIGS[best]
+    _, multiprocess = CONFIGS[best]
     cold, full = [], []
     for _ in range(args.cold_starts):
-        with function_server(recommend_src, "recommend", store_root, env | {"WORKERS": "1"}, extra) as server:
+        with function_server(recommend_src, "recommend", store_root, 1, multiprocess) as server:
             cold.append(server.wait(f"/recommend/{user}", lambda r: r.status_code == 200 and r.text == expected))
             full.append(server.wait("/metrics", lambda r: 'reloads_total{outcome="loaded"} 1' in r.text))
             rss_cold = server.peak_rss_mb()
     trivial_cold = []
     for _ in range(args.cold_starts):
-        with function_server(trivial_src, "trivial", store_root, env | {"WORKERS": "1"}, extra) as server:
+        with function_server(trivial_src, "trivial", store_root, 1, multiprocess) as server:
             trivial_cold.append(server.wait("/"))
     write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -330,9 +335,15 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} "
         f"| {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} | {rc['rps'] / rb['rps']:.2f} | {rc['p99_ms'] / rb['p99_ms']:.2f} |"
         for ra, rb, rc in zip(rows_a, rows_b, rows_b2)]
-    tune = ["| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a) p99 ms @16/64 | peak RSS MB per process |",
-            "|---|---|---|---|---|"] + [
-        f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
+    def ratios(top, bottom):
+        return " / ".join(f"{x['rps'] / y['rps']:.2f}" for x, y in zip(top, bottom))
+
+    tune = [("| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a)/(b) req/s @1/16/64 | (b')/(b) "
+             "| CPU µs per answer (a) / (b) @16 | (a) p99 ms @16/64 | peak RSS MB per process |"),
+            "|---|---|---|---|---|---|---|---|"] + [
+        f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {ratios(t['a'], t['b'])} | {ratios(t['b_control'], t['b'])} "
+        f"| {t['a'][1]['cpu_us']:.0f} / {t['b'][1]['cpu_us']:.0f} "
+        f"| {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
         f"| {', '.join(f'{m:.0f}' for m in t['peak_rss_mb'])} |"
         for n, t in tuning.items()]
     errors = sum(r["non2xx"] + r["socket_errors"] for t in tuning.values() for r in t["a"])
@@ -348,8 +359,8 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
         (f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
-        f"(a), (b) and (b') interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
-        "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
+        f"(a), (b) and (b') interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served alike: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set unless the settings say in-process metrics. Non-2xx or socket errors in (a): {errors}."),
+        "", f"## Rows (a), (b), (c) as deployed: {best}", "", *main_table, "", *ratio, "",
         ("(b') is a second trivial server, identical to (b) and interleaved with it: (b')/(b) is how far two identical "
         "servers differ in this run, the resolution of every ratio above."), "",
         "## Server settings tried (same run)", "", *tune, "", *before,

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks import report
 from movierec.index import VariantIndex
-from movierec.processes import free_port
+from movierec.processes import free_port, wait_until
 from movierec.recs import current_variants, load_run, read_current
 from movierec.store import LocalStore
 
@@ -115,17 +115,9 @@ class Server:
 
     def wait(self, path: str, check=lambda r: r.status_code == 200, timeout: float = 60) -> float:
         """Seconds from process start until GET path passes `check`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command} exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if check(requests.get(self.url + path, timeout=5)):
-                    return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.005)
-        raise RuntimeError(f"{self.command} did not answer {path} within {timeout} s; see {self.log.name}")
+        wait_until(lambda: check(requests.get(self.url + path, timeout=5)), self.process, timeout=timeout,
+                   what=f"{self.command[:4]} (log: {self.log.name})", poll=0.005)
+        return time.perf_counter() - self.started
 
     def pids(self) -> list[int]:
         """The server process and its descendants (gunicorn's workers)."""

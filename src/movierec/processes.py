@@ -39,9 +39,10 @@ def serve_command(name: str, *, host: str, port: int) -> list[str]:
             "--host", host, "--port", str(port)]
 
 
-def wait_until(ready: Callable[[], bool], process: subprocess.Popen, *, timeout: float, what: str) -> None:
-    """Poll `ready` until it is true; MovierecError if `process` exits first or `timeout` passes.
-    A connection refused (the server not listening yet) counts as not ready."""
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, *, timeout: float, what: str,
+               poll: float = 0.1) -> None:
+    """Poll `ready` every `poll` seconds until it is true; MovierecError if `process` exits first
+    or `timeout` passes. A connection refused (the server not listening yet) counts as not ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -51,7 +52,7 @@ def wait_until(ready: Callable[[], bool], process: subprocess.Popen, *, timeout:
                 return
         except (requests.ConnectionError, ConnectionError):
             pass
-        time.sleep(0.1)
+        time.sleep(poll)
     raise MovierecError(f"{what} was not ready within {timeout:.0f} s")
 
 

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast bench clean
 
-$(STAMP): pyproject.toml setup.py src/movierec/_render.c src/movierec/_tally.c
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all,eval,test]'
@@ -24,6 +24,11 @@ test: $(STAMP)
 	bash scripts/install-monitoring-tools.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests only, under a minute: no function processes, no S3 server, no external tools, no network training.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
 # Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).
 bench: $(STAMP)

@@ -7,7 +7,7 @@ from 1 is how far this run's ratios can be trusted on a shared machine.
 
 Installs wrk and nginx with apt-get when missing. Uses the 1 M-user store of
 benchmarks/precompute_scale.py when it has a published run, else publishes a
-synthetic run of the same shape. Prints tables and writes
+synthetic run of the same shape (1 M users, 27,000 movies, 32 shards). Prints tables and writes
 benchmarks/results/recommend-<date>.{md,json}.
 """
 
@@ -34,18 +34,20 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks import report
-from movierec.processes import free_port
+from movierec.index import VariantIndex
+from movierec.processes import free_port, wait_until
 from movierec.recs import current_variants, load_run, read_current
-from movierec.serving import VariantIndex
 from movierec.store import LocalStore
 
 CONNECTIONS = (1, 16, 64)
 # Both handlers are async (@aio.http): functions-framework serves them with uvicorn, which picks up
-# uvloop and httptools from the `recommend` extra. Earlier runs compared sync Flask and --asgi
-# settings (benchmarks/results/recommend-2026-11-29-sync.md).
-CONFIGS = {  # name: (env, extra functions-framework args)
-    "1 worker": ({"WORKERS": "1"}, []),
-    "WORKERS=2": ({"WORKERS": "2"}, []),
+# uvloop and httptools from the `recommend` extra. Every answer updates two Prometheus metrics: in
+# multiprocess mode (what several workers need) each update writes a memory-mapped file.
+DEPLOYED = "WORKERS=2"  # knative/base/service-recommend.yaml: the main table and the cold starts
+CONFIGS = {  # name: (WORKERS, Prometheus multiprocess mode)
+    "1 worker": (1, True),
+    "WORKERS=2": (2, True),
+    "1 worker, in-process metrics": (1, False),
 }
 LUA = """
 local ids = {}
@@ -69,26 +71,31 @@ def ensure_tools() -> None:
                    env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"})
 
 
-def ensure_published(root: Path, users: int) -> tuple[LocalStore, VariantIndex]:
-    """The store's published run; a synthetic run of `users` users when nothing is published."""
+def ensure_published(root: Path, users: int, partitions: int = 32) -> tuple[LocalStore, VariantIndex]:
+    """The store's published run; else a synthetic run of `users` users published straight into it:
+    recommend reads only run.json, the model's popular list and the shards (a trained model and
+    its snapshot would cost gigabytes to build and change nothing here)."""
     store = LocalStore(root)
     if not store.exists("recs/CURRENT"):
-        from benchmarks.precompute_world import build_world, movie_slugs
+        from benchmarks.precompute_world import movie_slugs
         from movierec.partitioning import partitions_of
         from movierec.precompute import encode_shard
         from movierec.recs import shard_key
         from pipelines.fanout import start_run
         from pipelines.publish import publish
 
-        store, version = build_world(root, users=users)
-        run = start_run(store, version, partitions=8, top_k=20)
-        user_ids = store.get_parquet(f"models/{version}/users.parquet")["user_id"].to_numpy()
-        movies = np.sort(movie_slugs(27_000))
         rng = np.random.default_rng(0)
-        for p in range(8):
-            mine = user_ids[partitions_of(user_ids, 8) == p]
-            best = np.argsort(rng.random((len(mine), 27_000), dtype=np.float32)[:, :200], axis=1)[:, :20]
-            store.put(shard_key(run.run_id, p, 8), encode_shard(mine, best, movies))
+        movies = np.sort(movie_slugs(27_000))
+        version = "bench-recommend"
+        store.put(f"models/{version}/card.json", json.dumps({"version": version, "snapshot_id": "bench"}).encode())
+        store.put(f"models/{version}/popular.json", json.dumps(movies[:100].tolist()).encode())
+        run = start_run(store, version, partitions=partitions, top_k=20)
+        user_ids = np.sort(rng.choice(4 * users, size=users, replace=False)).astype(np.int64)  # as precompute_world
+        for p in range(partitions):
+            mine = user_ids[partitions_of(user_ids, partitions) == p]
+            start, step = rng.integers(0, 27_000, len(mine)), rng.integers(1, 27_000 // 20, len(mine))
+            best = (start[:, None] + step[:, None] * np.arange(20)) % 27_000  # 20 distinct movies a user
+            store.put(shard_key(run.run_id, p, partitions), encode_shard(mine, best, movies))
         publish(store, [run.run_id], validate=False)
     index = VariantIndex.open(store, current_variants(read_current(store))[0]).load_all()
     return store, index
@@ -108,17 +115,9 @@ class Server:
 
     def wait(self, path: str, check=lambda r: r.status_code == 200, timeout: float = 60) -> float:
         """Seconds from process start until GET path passes `check`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command} exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if check(requests.get(self.url + path, timeout=5)):
-                    return time.perf_counter() - self.started
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.005)
-        raise RuntimeError(f"{self.command} did not answer {path} within {timeout} s; see {self.log.name}")
+        wait_until(lambda: check(requests.get(self.url + path, timeout=5)), self.process, timeout=timeout,
+                   what=f"{self.command[:4]} (log: {self.log.name})", poll=0.005)
+        return time.perf_counter() - self.started
 
     def pids(self) -> list[int]:
         """The server process and its descendants (gunicorn's workers)."""
@@ -156,14 +155,17 @@ class Server:
             self.process.wait()
 
 
-def function_server(source: Path, target: str, store: Path, env: dict, args: list[str]) -> Server:
-    """A function served as Knative serves it (knative/base/service-recommend.yaml): the given
-    WORKERS, and Prometheus multiprocess mode with a directory of its own."""
+def function_server(source: Path, target: str, store: Path, workers: int, multiprocess: bool,
+                    env: dict | None = None) -> Server:
+    """A function served as Knative serves it (knative/base/service-recommend.yaml): `workers`
+    uvicorn workers and, when `multiprocess`, Prometheus multiprocess mode with a directory of its own."""
     port = free_port()
     command = [sys.executable, "-m", "functions_framework", "--source", str(source), "--target", target,
-               "--host", "127.0.0.1", "--port", str(port), *args]
-    metrics_dir = tempfile.mkdtemp(prefix="movierec-bench-prom-")
-    env = os.environ | env | {"MOVIEREC_STORE": str(store), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+               "--host", "127.0.0.1", "--port", str(port)]
+    env = os.environ | (env or {}) | {"MOVIEREC_STORE": str(store), "WORKERS": str(workers)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if multiprocess:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="movierec-bench-prom-")
     return Server(command, env, f"http://127.0.0.1:{port}")
 
 
@@ -258,16 +260,16 @@ def main() -> int:
 
     tuning = {}
     loaded = 'reloads_total{outcome="loaded"} 1'
-    for name, (env, extra) in CONFIGS.items():
+    for name, (workers, multiprocess) in CONFIGS.items():
         with ExitStack() as servers:
-            server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, env, extra))
-            trivial = [servers.enter_context(function_server(trivial_src, "trivial", store_root, env, extra))
+            server_a = servers.enter_context(function_server(recommend_src, "recommend", store_root, workers, multiprocess))
+            trivial = [servers.enter_context(function_server(trivial_src, "trivial", store_root, workers, multiprocess))
                        for _ in range(2)]  # (b) and its control (b')
             recommends = [server_a]
             if args.before:  # the checkout's library first on the path, ahead of this one's editable install
                 recommends.append(servers.enter_context(function_server(
                     args.before / "functions/recommend/main.py", "recommend", store_root,
-                    env | {"PYTHONPATH": str(args.before / "src")}, extra)))
+                    workers, multiprocess, {"PYTHONPATH": str(args.before / "src")})))
             for server in recommends:
                 server.wait("/metrics", lambda r: loaded in r.text, timeout=120)
             for server in trivial:
@@ -280,24 +282,24 @@ def main() -> int:
                         | ({"a_before": rows[3]} if args.before else {}))
         print(f"{name}: (a) {_rates(rows[0])} req/s; (b) {_rates(rows[1])}; (b') {_rates(rows[2])} at 1/16/64 connections"
               + (f"; (a) before {_rates(rows[3])}" if args.before else ""), flush=True)
-    with nginx(workdir, ",".join(index.popular)) as server:
+    with nginx(workdir, index.popular_text.decode()) as server:
         server.wait("/recommend.txt")
         [rows_c] = interleaved([(server, workdir / "static.lua")], args.seconds, args.repeats)
-    best = max(tuning, key=lambda n: tuning[n]["a"][1]["rps"] + tuning[n]["a"][2]["rps"])
+    best = DEPLOYED
 
     # Cold start under the chosen settings: process start to the first correct answer.
     user = int(sample[0])
-    expected = ",".join(index.lookup(user))
-    env, extra = CONFIGS[best]
+    expected = index.answer(user).text.decode()
+    _, multiprocess = CONFIGS[best]
     cold, full = [], []
     for _ in range(args.cold_starts):
-        with function_server(recommend_src, "recommend", store_root, env | {"WORKERS": "1"}, extra) as server:
+        with function_server(recommend_src, "recommend", store_root, 1, multiprocess) as server:
             cold.append(server.wait(f"/recommend/{user}", lambda r: r.status_code == 200 and r.text == expected))
             full.append(server.wait("/metrics", lambda r: 'reloads_total{outcome="loaded"} 1' in r.text))
             rss_cold = server.peak_rss_mb()
     trivial_cold = []
     for _ in range(args.cold_starts):
-        with function_server(trivial_src, "trivial", store_root, env | {"WORKERS": "1"}, extra) as server:
+        with function_server(trivial_src, "trivial", store_root, 1, multiprocess) as server:
             trivial_cold.append(server.wait("/"))
     write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_cold, rss_cold)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -325,9 +327,15 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"| {ra['connections']} | {ra['rps'] / rb['rps']:.2f} | {ra['p99_ms'] / rb['p99_ms']:.2f} "
         f"| {ra['cpu_us']:.0f} / {rb['cpu_us']:.0f} | {rc['rps'] / rb['rps']:.2f} | {rc['p99_ms'] / rb['p99_ms']:.2f} |"
         for ra, rb, rc in zip(rows_a, rows_b, rows_b2)]
-    tune = ["| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a) p99 ms @16/64 | peak RSS MB per process |",
-            "|---|---|---|---|---|"] + [
-        f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
+    def ratios(top, bottom):
+        return " / ".join(f"{x['rps'] / y['rps']:.2f}" for x, y in zip(top, bottom))
+
+    tune = [("| settings | (a) req/s @1/16/64 | (b) req/s @1/16/64 | (a)/(b) req/s @1/16/64 | (b')/(b) "
+             "| CPU µs per answer (a) / (b) @16 | (a) p99 ms @16/64 | peak RSS MB per process |"),
+            "|---|---|---|---|---|---|---|---|"] + [
+        f"| {n} | {_rates(t['a'])} | {_rates(t['b'])} | {ratios(t['a'], t['b'])} | {ratios(t['b_control'], t['b'])} "
+        f"| {t['a'][1]['cpu_us']:.0f} / {t['b'][1]['cpu_us']:.0f} "
+        f"| {t['a'][1]['p99_ms']:.1f} / {t['a'][2]['p99_ms']:.1f} "
         f"| {', '.join(f'{m:.0f}' for m in t['peak_rss_mb'])} |"
         for n, t in tuning.items()]
     errors = sum(r["non2xx"] + r["socket_errors"] for t in tuning.values() for r in t["a"])
@@ -343,8 +351,8 @@ def write_report(args, run, users, tuning, rows_c, best, cold, full, trivial_col
         f"# recommend under load, {date.today()}", "",
         f"Machine: {machine}; load average at the end {os.getloadavg()[0]:.1f} (other jobs share it).",
         (f"Published run {run.run_id}: {users:,} users in {run.partitions} shards. wrk, median of {args.repeats} runs of {args.seconds} s a row, "
-        f"(a), (b) and (b') interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served as deployed: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set. Non-2xx or socket errors in (a): {errors}."),
-        "", f"## Rows (a), (b), (c) under the best settings for (a): {best}", "", *main_table, "", *ratio, "",
+        f"(a), (b) and (b') interleaved, ids drawn from {args.asked:,}: {args.sample:,} distinct known users and 5 % new ones. Both served alike: the WORKERS shown, PROMETHEUS_MULTIPROC_DIR set unless the settings say in-process metrics. Non-2xx or socket errors in (a): {errors}."),
+        "", f"## Rows (a), (b), (c) as deployed: {best}", "", *main_table, "", *ratio, "",
         ("(b') is a second trivial server, identical to (b) and interleaved with it: (b')/(b) is how far two identical "
         "servers differ in this run, the resolution of every ratio above."), "",
         "## Server settings tried (same run)", "", *tune, "", *before,

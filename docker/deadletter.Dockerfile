@@ -6,14 +6,13 @@
 #   docker build -f docker/deadletter.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #     --build-arg MODEL_VERSION=<model version> -t movierec-deadletter .
 # Expected size: about 450 MB unpacked, as recommend's and ingest's.
-# The build stage is the full image of the same pinned Python (it has gcc and the headers for
-# movierec._render and movierec._tally); the run stage is its slim twin, so the venv's python links stay valid.
-FROM python:3.11.13-bookworm AS build
+# The build stage is the run stage's image (nothing is compiled), so the venv's python links stay valid.
+FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY src/ src/
 COPY pipelines/ pipelines/
 # The project itself, not a registry package: its dependency ranges live in pyproject.toml.

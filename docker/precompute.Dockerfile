@@ -5,9 +5,8 @@
 #   docker build -f docker/precompute.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #     --build-arg MODEL_VERSION=<model version> -t movierec-precompute .
 # Expected size: about 1.4 GB unpacked: recommend's ~450 MB + CPU torch ~750 MB + scipy, sympy, networkx.
-# The build stage is the full image of the same pinned Python (it has gcc and the headers for
-# movierec._render and movierec._tally); the run stage is its slim twin, so the venv's python links stay valid.
-FROM python:3.11.13-bookworm AS build
+# The build stage is the run stage's image (nothing is compiled), so the venv's python links stay valid.
+FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -17,7 +16,7 @@ WORKDIR /src
 # so the extra PyPI index only serves torch's own dependencies.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
         --extra-index-url https://pypi.org/simple torch==2.13.0
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY src/ src/
 COPY pipelines/ pipelines/
 # The project itself, not a registry package: its dependency ranges live in pyproject.toml.

@@ -5,14 +5,13 @@
 #   docker build -f docker/recommend.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) \
 #     --build-arg MODEL_VERSION=<model version> -t movierec-recommend .
 # Expected size: about 450 MB unpacked (~140 MB compressed): python:3.11-slim ~125 MB + pyarrow ~170 MB, numpy ~75 MB, botocore ~32 MB, the rest ~20 MB (measured as installed by pip).
-# The build stage is the full image of the same pinned Python (it has gcc and the headers for
-# movierec._render and movierec._tally); the run stage is its slim twin, so the venv's python links stay valid.
-FROM python:3.11.13-bookworm AS build
+# The build stage is the run stage's image (nothing is compiled), so the venv's python links stay valid.
+FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY src/ src/
 COPY pipelines/ pipelines/
 # The project itself, not a registry package: its dependency ranges live in pyproject.toml.

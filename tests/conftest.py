@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 
+from movierec.processes import wait_until
 from movierec.store import LocalStore, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +25,17 @@ WEED_PORT_FLAGS = [
 ]
 BUCKET = "movierec-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movierec-secret", "AWS_REGION": "us-east-1"}
+
+
+def pytest_collection_modifyitems(items):
+    """`integration`: a test that starts processes (its module says so with `pytestmark`), the
+    deployment and monitoring checks (external tools), and every test on the S3 server."""
+    for item in items:
+        path = Path(item.path)
+        on_s3 = "seaweed" in item.fixturenames or getattr(item, "callspec", None) and item.callspec.params.get(
+            "store_uri") == "s3"
+        if on_s3 or path.parent.name in ("deploy", "monitoring"):
+            item.add_marker(pytest.mark.integration)
 
 
 def dataset(name: str) -> Path:
@@ -76,19 +86,18 @@ class Seaweed:
                  f"-s3.config={config}", "-master.telemetry=false", *self.port_flags],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        deadline = time.monotonic() + 60
         client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited: see {self.workdir / 'weed.log'}")
+
+        def bucket_made() -> bool:
             try:
                 client.create_bucket(Bucket=BUCKET)
-                return
             except client.exceptions.BucketAlreadyOwnedByYou:
-                return
+                pass
             except Exception:  # noqa: BLE001 - not up yet, whatever the client says
-                time.sleep(0.3)
-        raise RuntimeError("SeaweedFS S3 did not come up within 60 s")
+                return False
+            return True
+
+        wait_until(bucket_made, self.process, timeout=60, what=f"SeaweedFS (log: {self.workdir / 'weed.log'})")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -186,15 +195,12 @@ def recommend_client(monkeypatch):
     from functions_framework import create_app
     from starlette.testclient import TestClient
 
-    services = []
+    from movierec.serving import RecommendService
 
     def make(store_uri: str, reload_seconds: float = 0.2) -> TestClient:
         monkeypatch.setenv("MOVIEREC_STORE", store_uri)
         monkeypatch.setenv("MOVIEREC_RELOAD_SECONDS", str(reload_seconds))
-        app = create_app("recommend", str(REPO / "functions/recommend/main.py"))
-        services.append(inspect.unwrap(app.routes[0].endpoint).__globals__["SERVICE"])
-        return TestClient(app)
+        return TestClient(create_app("recommend", str(REPO / "functions/recommend/main.py")))
 
     yield make
-    for service in services:
-        service.stop()
+    RecommendService.stop_all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from movierec.cli import build_parser, local_port, main
+from pipelines.cli import build_parser, local_port, main
 
 
 @pytest.mark.parametrize("argv", [

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 from movierec import deadletters
-from movierec.cli import main
 from movierec.events import event_keys
 from movierec.processes import FunctionProcess
 from movierec.store import open_store
+from pipelines.cli import main
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 LINE = "2026-11-01T10:00:01,42,GET /rate/the+godfather+1972=5"
 

@@ -13,6 +13,8 @@ from movierec.processes import FunctionProcess
 from pipelines.pipeline import run_loop
 from tests.conftest import dataset, seen_by_user, small_world_lines
 
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
+
 ANSWER = re.compile(r"[^,\s]+(,[^,\s]+){19}")
 
 
@@ -58,7 +60,7 @@ def test_loop_on_movielens_latest_small(tmp_path):
 
 def test_demo_command_without_serving(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "movierec.cli", "--store", str(tmp_path / "store"), "demo", "--no-serve", "--users", "150"],
+        [sys.executable, "-m", "pipelines.cli", "--store", str(tmp_path / "store"), "demo", "--no-serve", "--users", "150"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -69,5 +71,5 @@ def test_demo_command_without_serving(tmp_path):
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["snapshot", "--help"], ["precompute", "--help"]])
 def test_every_command_has_help(args):
-    done = subprocess.run([sys.executable, "-m", "movierec.cli", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True)
     assert done.returncode == 0 and "usage: movierec" in done.stdout

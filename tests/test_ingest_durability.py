@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from cloudevents.conversion import to_binary
 
@@ -18,6 +19,8 @@ from movierec.replay import line_event, line_id, replay
 from movierec.store import open_store
 from pipelines.snapshot import make_snapshot
 from tests.conftest import CREDENTIALS, Seaweed, dataset, small_world_lines
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
 

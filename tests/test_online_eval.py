@@ -52,12 +52,12 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     service = RecommendService(store)
     service.reload()
     users = [1000 + i for i in range(80)]
-    served = {u: service.recommend(u) for u in users}
-    in_a = [u for u in users if served[u].variant == "A"]
-    in_b = [u for u in users if served[u].variant == "B"]
+    served = {u: service.answer(u) for u in users}
+    in_a = [u for u in users if served[u].variant.name == "A"]
+    in_b = [u for u in users if served[u].variant.name == "B"]
     assert len(in_a) >= 4 and len(in_b) >= 4
     new_user = 99_999
-    served[new_user] = service.recommend(new_user)
+    served[new_user] = service.answer(new_user)
     service.stop()
 
     t = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
@@ -85,8 +85,8 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     assert answers.num_rows == 7  # the redelivered answer once
     row = lambda user, when=t: rows[(user, when)]
     for user in (a1, b1, a2, new_user):
-        assert row(user)["variant"] == served[user].variant and row(user)["matched"]
-        assert row(user)["run_id"] == served[user].run_id
+        assert row(user)["variant"] == served[user].variant.name and row(user)["matched"]
+        assert row(user)["run_id"] == served[user].variant.run_id
     assert row(new_user)["source"] == "popular" and row(a1)["source"] == "personalized"
     assert row(a1)["converted"] and not row(b1)["converted"] and not row(a2)["converted"]
     assert not row(a3)["matched"] and row(a3)["variant"] == "A" and row(a3)["publication"] == "current"
@@ -97,7 +97,7 @@ def test_online_eval_attributes_answers_and_scores_watch_through(tmp_path):
     summary = {(r["variant"], r["day"]): r for r in summarize(answers)}
     day = t.strftime("%Y-%m-%d")
     b = summary[("B", day)]
-    assert b["answers"] == 2 + (served[new_user].variant == "B")
+    assert b["answers"] == 2 + (served[new_user].variant.name == "B")
     assert b["error_share"] == pytest.approx(1 / b["answers"])
     assert b["over_budget_share"] == pytest.approx(1 / b["answers"])
     a = summary[("A", day)]

@@ -15,6 +15,8 @@ from pipelines.fanout import run_remote, run_workers, start_run
 from pipelines.publish import validate_run
 from tests.conftest import build_published, small_world_lines
 
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):

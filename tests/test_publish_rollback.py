@@ -98,9 +98,11 @@ def _delete(store, key: str) -> None:
 
 
 @pytest.mark.parametrize("damage", ["deleted", "corrupt"])
-def test_a_shard_that_cannot_be_loaded_answers_503_without_the_store_path(
+def test_a_shard_that_cannot_be_loaded_gives_its_users_the_fallback_without_the_store_path(
     local_store, lines, recommend_client, damage
 ):
+    """Its users get the popular fallback (not a 503 for as long as the shard is gone); readiness
+    and a metric say so (tests/functions/test_recommend.py)."""
     run = build_published(local_store.uri, lines, partitions=2)["run"]
     key = shard_key(run.run_id, 1, 2)
     if damage == "deleted":
@@ -109,7 +111,9 @@ def test_a_shard_that_cannot_be_loaded_answers_503_without_the_store_path(
         local_store.put(key, b"not parquet")
     client = recommend_client(local_store.uri)
     users = sorted({int(r.split(",")[1]) for r in lines if r.split(",")[1].isdigit()})
-    answer = client.get(f"/recommend/{next(u for u in users if partition_of(u, 2) == 1)}")
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    json_answer = {"Accept": "application/json"}
+    answer = client.get(f"/recommend/{next(u for u in users if partition_of(u, 2) == 1)}", headers=json_answer)
+    assert answer.status_code == 200 and answer.json()["source"] == "popular"
     assert str(local_store.root) not in answer.text and "recs/" not in answer.text
-    assert client.get(f"/recommend/{next(u for u in users if partition_of(u, 2) == 0)}").status_code == 200
+    other = client.get(f"/recommend/{next(u for u in users if partition_of(u, 2) == 0)}", headers=json_answer)
+    assert other.status_code == 200 and other.json()["source"] == "personalized"

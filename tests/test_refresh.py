@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from movierec.cli import main
 from movierec.events import event_from_line, write_events
 from movierec.recs import CURRENT_KEY, current_variants, read_current
 from movierec.serving import RecommendService
 from movierec.store import open_store
+from pipelines.cli import main
 from pipelines.fanout import run_local, start_run
 from pipelines.publish import publish, rollback
 from tests.conftest import build_published, seen_by_user, small_world_lines
@@ -47,7 +47,7 @@ def test_refresh_publishes_only_when_there_is_something_new(published, capsys):
     service = RecommendService(store, reload_seconds=60)
     try:
         for user, seen in list(seen_by_user(newcomers).items())[:10]:
-            answer = service.recommend(user)
+            answer = service.answer(user)
             assert answer.source == "personalized" and len(answer.movies) == 20 and not set(answer.movies) & seen
     finally:
         service.stop()

@@ -7,10 +7,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from movierec.events import KINDS_STORED, event_keys
 from movierec.processes import FunctionProcess
 from movierec.store import open_store
 from tests.conftest import small_world_lines
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 
 def stored(uri: str) -> int:
@@ -25,7 +29,7 @@ def test_replay_a_file_singly_at_a_chosen_rate(tmp_path):
     with FunctionProcess("ingest", store=uri) as ingest:
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "movierec.cli", "replay", str(path), "--url", ingest.url,
+            [sys.executable, "-m", "pipelines.cli", "replay", str(path), "--url", ingest.url,
              "--batch-size", "1", "--concurrency", "4", "--rate", "100"],
             capture_output=True, text=True, timeout=120,
         )
@@ -43,7 +47,7 @@ def test_replay_movielens_in_batches(tmp_path):
     uri = str(tmp_path / "store")
     with FunctionProcess("ingest", store=uri) as ingest:
         done = subprocess.run(
-            [sys.executable, "-m", "movierec.cli", "replay", "--movielens", str(folder), "--url", ingest.url,
+            [sys.executable, "-m", "pipelines.cli", "replay", "--movielens", str(folder), "--url", ingest.url,
              "--batch-size", "2000"],
             capture_output=True, text=True, timeout=300,
         )
@@ -77,7 +81,7 @@ def test_two_files_with_one_name_lose_nothing_and_a_replay_again_adds_nothing(tm
     uri = str(tmp_path / "store")
 
     def run(path):
-        done = subprocess.run([sys.executable, "-m", "movierec.cli", "replay", str(path), "--url", ingest.url],
+        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "replay", str(path), "--url", ingest.url],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 

@@ -12,15 +12,18 @@ import numpy as np
 import pytest
 import requests
 
-from movierec import serving
+from movierec import index as index_module
+from movierec.index import VariantIndex
 from movierec.partitioning import ab_bucket, partition_of, partitions_of
 from movierec.processes import FunctionProcess
 from movierec.recs import current_variants, read_current
-from movierec.serving import RecommendService, VariantIndex
+from movierec.serving import RecommendService
 from movierec.store import open_store
 from pipelines.fanout import run_local, start_run
 from pipelines.publish import publish, rollback
 from tests.conftest import build_published, small_world_lines
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +48,12 @@ def test_publish_then_rollback_under_load_gives_only_200(two_runs):
     store = open_store(uri)
     first = built["run"].run_id
     users = [1000 + i for i in range(0, 300, 7)] + [999_999]
-    answers: Counter = Counter()
+    counts: list[Counter] = [Counter() for _ in range(4)]  # one per thread: Counter's += is not atomic
     runs_seen: list[str] = []
     stop = threading.Event()
 
     def load(offset: int) -> None:
-        session = requests.Session()
+        session, answers = requests.Session(), counts[offset]
         i = offset
         while not stop.is_set():
             reply = session.get(f"{recommend.url}/recommend/{users[i % len(users)]}", timeout=5)
@@ -81,6 +84,7 @@ def test_publish_then_rollback_under_load_gives_only_200(two_runs):
             stop.set()
             for thread in threads:
                 thread.join(10)
+    answers = sum(counts, Counter())
     assert answers[200] > 100 and set(answers) == {200, "20 movies"}, answers
     assert answers["20 movies"] == answers[200]
     switches = [run for i, run in enumerate(runs_seen) if i == 0 or run != runs_seen[i - 1]]
@@ -112,12 +116,13 @@ def test_a_cold_instance_answers_from_the_one_shard_it_needs(two_runs):
     variant = current_variants(read_current(store))[0]
     index = VariantIndex.open(store, variant)
     user = 1005
-    assert index.lookup(user) and not index.complete
-    assert sum(shard is not None for shard in index._shards) == 1
-    assert index.load_all().complete and index.lookup(user) == VariantIndex.open(store, variant).lookup(user)
+    assert index.answer(user).source == "personalized" and not index.complete
+    assert sum(shard is not None for shard in index.shards) == 1
+    assert index.load_all().complete and index.answer(user) == VariantIndex.open(store, variant).answer(user)
     service = RecommendService(store, reload_seconds=60)
-    assert service.reload() and service.recommend(user).source == "personalized"
-    assert all(index.complete for index in service._published.variants)
+    assert service.reload() and service.answer(user).source == "personalized"
+    assert service.in_memory and not service.unavailable()
+    service.ensure_started()
     service.stop()
     service.thread.join(5)
     assert not service.thread.is_alive()
@@ -128,10 +133,10 @@ def test_the_user_table_and_binary_search_find_the_same_answers(two_runs, monkey
     store = open_store(uri)
     variant = current_variants(read_current(store))[0]
     table = VariantIndex.open(store, variant).load_all()
-    monkeypatch.setattr(serving, "DIRECT_SLOTS_PER_USER", 0)  # as if the ids were sparse
+    monkeypatch.setattr(index_module, "DIRECT_SLOTS_PER_USER", 0)  # as if the ids were sparse
     search = VariantIndex.open(store, variant).load_all()
-    assert table._slots is not None and search._slots is None
-    known = np.concatenate([shard.user_ids for shard in table._shards])
+    assert table.user_table is not None and search.user_table is None
+    known = np.concatenate([shard.user_ids for shard in table.shards])
     absent = [0, int(known.min()) - 1, int(known.max()) + 1, 10**12, 2**63 - 1]
     for user in [*map(int, known), *absent]:
         answer = table.answer(user)
@@ -146,35 +151,43 @@ def test_a_user_table_of_int64_slots_finds_the_same_answers(two_runs, monkeypatc
     store = open_store(uri)
     variant = current_variants(read_current(store))[0]
     int32 = VariantIndex.open(store, variant).load_all()
-    monkeypatch.setattr(serving, "SLOTS_INT32_BELOW", 0)
+    monkeypatch.setattr(index_module, "SLOTS_INT32_BELOW", 0)
     int64 = VariantIndex.open(store, variant).load_all()
-    assert int32._slots.format == "i" and int64._slots.format in ("l", "q")
-    known = np.concatenate([shard.user_ids for shard in int32._shards])
+    assert int32.user_table.format == "i" and int64.user_table.format in ("l", "q")
+    known = np.concatenate([shard.user_ids for shard in int32.shards])
     for user in [*map(int, known), 0, int(known.max()) + 1]:
         assert int64.answer(user).text == int32.answer(user).text
 
 
-def test_ids_publish_would_refuse_keep_the_binary_search(two_runs):
-    uri, _, _ = two_runs
-    store = open_store(uri)
-    index = VariantIndex.open(store, current_variants(read_current(store))[0])
-    offsets, codes = np.array([0, 1, 2], np.int32), np.array([0, 1], np.uint16)
-    assert index._direct_slots([serving.Shard(np.array([3, 9]), offsets, codes)]) is not None
-    for ids in ([-2, 8], [8, 8]):  # negative ids would index the table from its end
-        assert index._direct_slots([serving.Shard(np.array(ids), offsets, codes)]) is None
+@pytest.mark.parametrize("ids", [[3, 9], [-2, 8], [8, 8]])
+def test_ids_publish_would_refuse_keep_the_binary_search(local_store, ids):
+    """Negative ids would index the user table from its end, repeated ones overwrite a row: such
+    shards (publish refuses them) are answered by binary search, as before the table existed."""
+    from movierec.precompute import encode_shard
+    from movierec.recs import Run, Variant, shard_key
+
+    run = Run("r-ids", "m", "s", 1, 1, "2026-11-29T00:00:00+00:00")
+    local_store.put(shard_key(run.run_id, 0, 1), encode_shard(np.array(ids), np.array([[0], [1]]), np.array(["a", "b"])))
+    index = VariantIndex(local_store, Variant("A", run.run_id, "m", 1.0), run, ["p"]).load_all()
+    assert (index.user_table is not None) == (ids == [3, 9])
+    assert index.answer(ids[0]).text == b"a" and index.answer(ids[0] + 1).source == "popular"
+    if ids[0] != ids[1]:
+        assert index.answer(ids[1]).text == b"b"
 
 
-def test_a_publication_still_loading_is_answered_off_the_event_loop(two_runs):
+def test_a_cold_service_answers_while_it_loads_and_then_from_memory(two_runs):
     uri, _, _ = two_runs
     store = open_store(uri)
     service = RecommendService(store, reload_seconds=60)
-    index = VariantIndex.open(store, current_variants(read_current(store))[0])
-    service._published = serving.Published(b"", 0.0, [index])  # as on a cold start: nothing loaded yet
-    service._started = True  # no reload thread: this test drives the state
-    assert service.answer_now(1005) is None  # the handler then asks `recommend` from a thread
-    assert service.recommend(1005).movies == VariantIndex.open(store, index.variant).load_all().lookup(1005)
-    service._published.complete = True
-    assert service.answer_now(1005).movies == service.recommend(1005).movies
+    assert not service.ready and not service.in_memory  # the handler then asks from a thread
+    expected = VariantIndex.open(store, current_variants(read_current(store))[0]).load_all().answer(1005)
+    assert service.answer(1005) == expected  # starts the reload thread, waits for CURRENT, loads one shard
+    deadline = time.monotonic() + 10
+    while not service.in_memory:
+        assert time.monotonic() < deadline, "the rest of the publication did not load"
+        time.sleep(0.02)
+    assert service.answer(1005) == expected
+    service.stop()
 
 
 def test_a_forked_worker_loads_for_itself_before_it_answers_from_memory(two_runs):
@@ -183,12 +196,12 @@ def test_a_forked_worker_loads_for_itself_before_it_answers_from_memory(two_runs
     on the warm path, so the fork must leave nothing to answer from)."""
     uri, _, _ = two_runs
     service = RecommendService(open_store(uri), reload_seconds=60)
-    assert service.reload() and service.answer_now(1005) is not None
+    assert service.reload() and service.in_memory
     pid = os.fork()
     if pid == 0:  # the child: a worker
         try:
-            cold = service.answer_now(1005) is None and not service._started
-            loaded = service.recommend(1005).source == "personalized" and service.thread.is_alive()
+            cold = not service.in_memory and service.thread is None
+            loaded = service.answer(1005).source == "personalized" and service.thread.is_alive()
             os._exit(0 if cold and loaded else 1)
         finally:
             os._exit(2)
@@ -200,7 +213,7 @@ def test_a_forked_worker_loads_for_itself_before_it_answers_from_memory(two_runs
             pytest.fail("the forked worker did not answer within 30 s")
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(done[1]) == 0
-    assert service.answer_now(1005) is not None  # the parent still answers from what it holds
+    assert service.in_memory and service.answer(1005).source == "personalized"  # the parent keeps what it holds
 
 
 def test_two_worker_processes_answer_over_http(two_runs):
@@ -218,14 +231,14 @@ def test_two_worker_processes_answer_over_http(two_runs):
         assert requests.get(f"{recommend.url}/readyz", timeout=10).status_code == 200
 
 
-@pytest.mark.parametrize("slots_per_user", [serving.DIRECT_SLOTS_PER_USER, 0])
+@pytest.mark.parametrize("slots_per_user", [index_module.DIRECT_SLOTS_PER_USER, 0])
 def test_codes_widen_past_65536_movies_between_shards(local_store, monkeypatch, slots_per_user):
     """A vocabulary that outgrows 2-byte codes while shards load: the first shard keeps uint16
     codes, the next ones get int32, and every user's answer is still the movies of its shard row."""
     from movierec.precompute import encode_shard
     from movierec.recs import Run, Variant, shard_key
 
-    monkeypatch.setattr(serving, "DIRECT_SLOTS_PER_USER", slots_per_user)  # 0: binary search
+    monkeypatch.setattr(index_module, "DIRECT_SLOTS_PER_USER", slots_per_user)  # 0: binary search
     rng = np.random.default_rng(3)
     movies = np.array([f"movie+{i:06d}+1999" for i in range(70_100)])
     users = np.arange(4_000)
@@ -241,8 +254,8 @@ def test_codes_widen_past_65536_movies_between_shards(local_store, monkeypatch, 
     index.shard(0)  # loaded while the vocabulary is small
     index.load_all()
     assert len(index.vocabulary) > 65_536
-    assert index.shard(0)._codes.format == "H" and index.shard(1)._codes.format in ("i", "l")
-    assert (index._slots is None) == (slots_per_user == 0)
+    assert index.shard(0).codes.format == "H" and index.shard(1).codes.format in ("i", "l")
+    assert (index.user_table is None) == (slots_per_user == 0)
     for user, want in expected.items():
         answer = index.answer(user)
         assert answer.movies == want and answer.text == ",".join(want).encode()

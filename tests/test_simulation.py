@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from movierec.experiments.simulation import simulate
+from pipelines.simulate import simulate
+
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 
 @pytest.mark.timeout(180)
@@ -31,7 +33,7 @@ def test_simulate_detects_the_better_model(tmp_path):
 
 def test_simulate_command_exits_zero_only_when_the_good_model_wins(tmp_path):
     """The same loop through the command line, with the models swapped: the weak one cannot win."""
-    from movierec.cli import main
+    from pipelines.cli import main
 
     code = main(["simulate", "--users", "200", "--sessions", "2", "--days", "1", "--good", "random",
                  "--weak", "popularity", "--store-dir", str(tmp_path / "store"), "--out", str(tmp_path / "report")])

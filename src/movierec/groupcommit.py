@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from movierec.errors import StoreUnavailable
-from movierec.processes import after_fork_in_child
+from movierec.forking import after_fork_in_child
 
 
 class GroupCommitter:
@@ -32,7 +32,7 @@ class GroupCommitter:
         write: Callable[[list], None],
         *,
         max_events: int = 5000,
-        max_delay: float = 0.005,
+        max_delay: float = 0.001,  # as config.Settings.ingest_max_delay_ms
         writers: int = 4,
         timeout: float = 30.0,
     ):

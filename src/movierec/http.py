@@ -30,6 +30,7 @@ def error_answer(exc: Exception) -> Response:
         return json_answer({"error": "the store is unavailable; retry later"}, 503, {"Retry-After": "5"})
     if isinstance(exc, NotReady):
         return json_answer({"error": str(exc)}, 503, {"Retry-After": "5"})
+    _log.error("unexpected error", exc_info=exc)  # a bug: the traceback goes to the log, not to the caller
     return json_answer({"error": "internal error"}, 500)
 
 
@@ -65,24 +66,9 @@ async def read_body(request, limit: int) -> bytes | None:
 
 
 def accepts_json(scope: dict) -> bool:
-    """Whether a request's Accept header names JSON. Read from the ASGI scope: Starlette's
-    `request.headers.get` raises and catches a KeyError for every request without the header,
-    ~1 µs that recommend's request path does not need to pay (docs/serving.md)."""
+    """Whether a request's Accept header names JSON (media types are case-insensitive). Read from
+    the ASGI scope: Starlette's `request.headers` builds a mapping recommend does not need."""
     for name, value in scope["headers"]:  # names arrive lower-case
         if name == b"accept":
-            return b"application/json" in value.lower()  # media types are case-insensitive
+            return b"application/json" in value.lower()
     return False
-
-
-def encoded_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
-    """Headers as ASGI sends them: lower-case latin-1 bytes."""
-    return tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
-
-
-class EncodedResponse(StarletteResponse):
-    """A 200 answer whose headers were encoded ahead of time, once per variant rather than once
-    per request: the same ASGI messages as Starlette's Response, without its per-call encoding."""
-
-    def __init__(self, body: bytes, headers: tuple[tuple[bytes, bytes], ...]):
-        self.status_code, self.background, self.body = 200, None, body
-        self.raw_headers = [*headers, (b"content-length", b"%d" % len(body))]

@@ -1,4 +1,4 @@
-"""Run a function locally under functions-framework, as `movierec serve` and the demo do."""
+"""Run a function locally under functions-framework, as `movierec serve`, the demo and the tests do."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Self
@@ -40,15 +39,26 @@ def serve_command(name: str, *, host: str, port: int) -> list[str]:
             "--host", host, "--port", str(port)]
 
 
-def after_fork_in_child(method: Callable[[], None]) -> None:
-    """Call a bound method in every forked child (a gunicorn worker), without keeping its object alive."""
-    ref = weakref.WeakMethod(method)
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, *, timeout: float, what: str,
+               poll: float = 0.1) -> None:
+    """Poll `ready` every `poll` seconds until it is true; MovierecError if `process` exits first
+    or `timeout` passes. A connection refused (the server not listening yet) counts as not ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise MovierecError(f"{what} exited with {process.returncode} at start")
+        try:
+            if ready():
+                return
+        except (requests.ConnectionError, ConnectionError):
+            pass
+        time.sleep(poll)
+    raise MovierecError(f"{what} was not ready within {timeout:.0f} s")
 
-    def call() -> None:
-        if (alive := ref()) is not None:
-            alive()
 
-    os.register_at_fork(after_in_child=call)
+def http_ok(url: str) -> Callable[[], bool]:
+    """A `ready` check for `wait_until`: GET url answers 200."""
+    return lambda: requests.get(url, timeout=1).status_code == 200
 
 
 def free_port() -> int:
@@ -76,18 +86,12 @@ class FunctionProcess:
                 serve_command(self.name, host="127.0.0.1", port=self.port), env=self._env, stdout=out, stderr=out,
                 start_new_session=True,  # its own process group: gunicorn's workers go down with it
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise MovierecError(f"{self.name} exited with {self.process.returncode} at start")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise MovierecError(f"{self.name} did not answer /healthz within {timeout:.0f} s")
+        try:
+            wait_until(http_ok(f"{self.url}/healthz"), self.process, timeout=timeout, what=self.name)
+        except MovierecError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,106 @@ def test_new_publication_is_picked_up_without_restart(tmp_path, lines, recommend
     while client.get("/recommend/1").headers["X-Recs-Run"] != second["run"].run_id:
         assert time.monotonic() < deadline, "recommend did not pick up the new run"
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("user", ["0" * 32 + "1", "0" * 100 + "9223372036854775807", "0"])
+def test_zero_padded_user_ids_are_valid(tmp_path, user, recommend_client):
+    answer = recommend_client(str(tmp_path / "empty")).get(f"/recommend/{user}")
+    assert answer.status_code == 503  # valid id; nothing is published
+
+
+@pytest.mark.parametrize("user", ["0" * 30 + "9223372036854775808", "9" * 5000, ""])
+def test_long_or_empty_user_ids_are_400(tmp_path, user, recommend_client):
+    answer = recommend_client(str(tmp_path / "empty")).get(f"/recommend/{user}")
+    assert answer.status_code == 400 and "user id" in answer.json()["error"]
+
+
+def test_a_padded_id_gets_the_same_answer(tmp_path, lines, recommend_client):
+    uri = str(tmp_path / "store")
+    build_published(uri, lines)
+    client = recommend_client(uri)
+    user = min(seen_by_user(lines))
+    assert client.get(f"/recommend/{user:033d}").text == client.get(f"/recommend/{user}").text
+
+
+def _wait_for(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_a_current_without_variants_is_ignored(tmp_path, lines, recommend_client):
+    from movierec.recs import CURRENT_KEY
+    from movierec.store import open_store
+
+    uri = str(tmp_path / "store")
+    built = build_published(uri, lines)
+    store = open_store(uri)
+    client = recommend_client(uri)
+    assert client.get("/recommend/1").headers["X-Recs-Run"] == built["run"].run_id
+    good = store.get(CURRENT_KEY)
+    store.put(CURRENT_KEY, json.dumps(json.loads(good) | {"variants": []}).encode())
+    _wait_for(lambda: re.search(r'reloads_total\{outcome="error"\} [1-9]', client.get("/metrics").text))
+    answer = client.get("/recommend/1")  # still the publication it had
+    assert answer.status_code == 200 and answer.headers["X-Recs-Run"] == built["run"].run_id
+    assert client.get("/readyz").status_code == 200
+    cold = recommend_client(uri)  # nothing to keep serving: not ready
+    assert cold.get("/readyz").status_code == 503
+    assert cold.get("/recommend/1").status_code == 503
+
+
+def _shard_path(uri: str, run_id: str, partition: int, partitions: int) -> Path:
+    from movierec.recs import shard_key
+
+    return Path(uri) / shard_key(run_id, partition, partitions)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_cold_instance_answers_the_users_of_a_lost_shard_with_the_fallback(tmp_path, lines, recommend_client, damage):
+    from movierec.partitioning import partition_of
+
+    uri = str(tmp_path / "store")
+    run = build_published(uri, lines, partitions=4)["run"]
+    users = sorted(seen_by_user(lines))[:60]
+    lost = [u for u in users if partition_of(u, 4) == 2]
+    path = _shard_path(uri, run.run_id, 2, 4)
+    whole = path.read_bytes()
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(whole[: len(whole) // 2])
+    client = recommend_client(uri)
+    for user in users:
+        body = client.get(f"/recommend/{user}", headers={"Accept": "application/json"}).json()
+        assert body["source"] == ("popular" if user in lost else "personalized") and len(body["movies"]) == 20
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and f"degraded: shards {run.run_id}/2 cannot be loaded" in ready.text
+    _wait_for(lambda: re.search(r"movierec_recommend_unavailable_shards 1\.0", client.get("/metrics").text))
+    path.write_bytes(whole)  # restored (or republished): the next reload finds it
+    _wait_for(lambda: client.get(f"/recommend/{lost[0]}", headers={"Accept": "application/json"}).json()["source"]
+              == "personalized")
+    assert client.get("/readyz").text == "ready"
+    assert re.search(r"movierec_recommend_unavailable_shards 0\.0", client.get("/metrics").text)
+
+
+def test_an_unexpected_error_is_a_counted_500_with_a_generic_message(tmp_path, lines, recommend_client, caplog):
+    """A shard that breaks the schema (no `movies` column) is no fault recommend expects: a bug
+    somewhere. Its users get a JSON 500 that says nothing of the cause, the log has the traceback,
+    and the answers metric counts it (the alert on 5xx sees it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from movierec.partitioning import partition_of
+
+    uri = str(tmp_path / "store")
+    run = build_published(uri, lines, partitions=4)["run"]
+    pq.write_table(pa.table({"user_id": pa.array([1], pa.int64())}), _shard_path(uri, run.run_id, 1, 4))
+    client = recommend_client(uri)
+    user = next(u for u in sorted(seen_by_user(lines)) if partition_of(u, 4) == 1)
+    counted = re.compile(r'movierec_recommend_answers_total\{source="none",status="500",variant="none"\} (\S+)')
+    before = float((counted.search(client.get("/metrics").text) or [0, 0])[1])  # one registry for every test
+    answer = client.get(f"/recommend/{user}")
+    assert answer.status_code == 500 and answer.json() == {"error": "internal error"}
+    assert any(r.levelname == "ERROR" and r.exc_info and "movies" in str(r.exc_info[1]) for r in caplog.records)
+    assert float(counted.search(client.get("/metrics").text)[1]) == before + 1

@@ -25,6 +25,7 @@ def small():
     return data.subset(data.user_idx < 300)  # 300 users, same movie index space
 
 
+@pytest.mark.slow  # trains the network: tens of seconds; not in `make test-fast`
 def test_beats_popularity_on_a_slice(small) -> None:
     train, test = temporal_split(small)
     ours = fit_and_evaluate(lambda: NeuralRecommender(rating_head=False, **FAST), train, test, seed=0)
@@ -32,6 +33,7 @@ def test_beats_popularity_on_a_slice(small) -> None:
     assert ours.result.ndcg > popular.result.ndcg * 1.2, (ours.result.ndcg, popular.result.ndcg)
 
 
+@pytest.mark.slow  # trains the network: tens of seconds; not in `make test-fast`
 def test_save_load_same_scores_and_ratings(small, tmp_path: Path) -> None:
     model = NeuralRecommender(**FAST)
     model.fit(small, seed=3, progress=lambda fraction: None)
@@ -55,6 +57,7 @@ def test_reproducible_from_seed(small) -> None:
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+@pytest.mark.slow  # trains the network: tens of seconds; not in `make test-fast`
 def test_rating_head_beats_global_mean(small) -> None:
     folds = np.random.default_rng(0).random(small.nnz) < 0.2
     train, test = small.subset(~folds), small.subset(folds)

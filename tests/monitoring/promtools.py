@@ -14,7 +14,7 @@ import requests
 from prometheus_client import REGISTRY
 
 from movierec import freshness, metrics  # noqa: F401  (importing metrics registers every family)
-from movierec.processes import free_port
+from movierec.processes import free_port, http_ok, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
@@ -88,16 +88,9 @@ class Prometheus:
                  f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.workdir / "prometheus.log").read_text()[-3000:]
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("prometheus did not become ready within 30 s")
+        wait_until(http_ok(f"{self.url}/-/ready"), self.process, timeout=30,
+                   what=f"prometheus (log: {self.workdir / 'prometheus.log'})")
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -1,10 +1,10 @@
-"""The experiment commands: `movierec online-eval`, `movierec abtest report`, `movierec simulate`."""
+"""The experiment commands: `movierec online-eval` and `movierec abtest report` (`simulate` runs the
+pipelines, so it lives in pipelines/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,20 +66,6 @@ def cmd_abtest_report(args) -> int:
     return 0
 
 
-def cmd_simulate(args) -> int:
-    from movierec.experiments.simulation import simulate
-
-    store = args.store_dir or tempfile.mkdtemp(prefix="movierec-simulate-")
-    result = simulate(store, users=args.users, days=args.days, sessions=args.sessions, good=args.good,
-                      weak=args.weak, seed=args.seed, out=Path(args.out))
-    print(result.comparison.verdict)
-    print(f"store: {store}; attribution agrees with recommend's X-Variant on {result.agreement:.1%} of answers")
-    for kind, path in result.files.items():
-        print(f"{kind}: {path}")
-    winner = result.comparison.treatment if result.comparison.difference > 0 else result.comparison.control
-    return 0 if result.comparison.significant and winner.name == result.good_variant else 1
-
-
 def _evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-hours", type=float, default=WINDOW.total_seconds() / 3600,
                    help="a recommended movie counts as watched if first started within this many hours (default %(default)g)")
@@ -105,14 +91,3 @@ def register(sub) -> None:
     r.add_argument("--power", type=float, default=0.8, help="power for the sample size (default %(default)s)")
     r.add_argument("--out", default="abtest-report", help="directory for abtest.png/.html/.json (default %(default)s)")
     r.set_defaults(func=cmd_abtest_report)
-
-    p = sub.add_parser("simulate", help="an A/B test end to end: simulated users react to a good and a weak model")
-    p.add_argument("--users", type=int, default=600)
-    p.add_argument("--days", type=int, default=2, help="simulated days of sessions (default %(default)s)")
-    p.add_argument("--sessions", type=int, default=3, help="recommendation requests per user (default %(default)s)")
-    p.add_argument("--good", default="popularity", help="model kind of variant B (default %(default)s)")
-    p.add_argument("--weak", default="random", help="model kind of variant A, the control (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--store-dir", help="store to build the world in (default: a new temporary directory)")
-    p.add_argument("--out", default="simulate-report", help="directory for the A/B report (default %(default)s)")
-    p.set_defaults(func=cmd_simulate)

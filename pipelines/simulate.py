@@ -27,6 +27,10 @@ from movierec.recs import current_variants, read_current
 from movierec.replay import replay
 from movierec.store import open_store
 from movierec.synthetic import SyntheticWorld, make_world, stream_lines
+from pipelines.fanout import run_local, start_run
+from pipelines.publish import publish
+from pipelines.snapshot import make_snapshot
+from pipelines.train import train
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,6 @@ def simulate(store_uri: str, *, users: int = 600, movies: int = 300, days: int =
              good: str = "popularity", weak: str = "random", seed: int = 0, reaction: Reaction = Reaction(),
              out: Path = Path("simulate-report"), window: timedelta = WINDOW, log=print) -> SimulationResult:
     """History -> ingest -> snapshot -> train `weak` (A) and `good` (B) -> publish 50/50 -> sessions -> report."""
-    from pipelines.fanout import run_local, start_run
-    from pipelines.publish import publish
-    from pipelines.snapshot import make_snapshot
-    from pipelines.train import train
-
     store = open_store(store_uri)
     world = make_world(users=users, movies=movies, seed=seed)
     history = list(stream_lines(world, movies_per_user=10, seed=seed))

@@ -1,4 +1,5 @@
-"""`movierec`: the command line over the library and the pipeline steps."""
+"""`movierec`: the command line over the library and the pipeline steps (here, beside the pipelines,
+because it imports both: the library never imports `pipelines`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -238,6 +240,20 @@ def cmd_demo(args) -> int:
     return run_demo(args, console)
 
 
+def cmd_simulate(args) -> int:
+    from pipelines.simulate import simulate
+
+    store = args.store_dir or tempfile.mkdtemp(prefix="movierec-simulate-")
+    result = simulate(store, users=args.users, days=args.days, sessions=args.sessions, good=args.good,
+                      weak=args.weak, seed=args.seed, out=Path(args.out))
+    print(result.comparison.verdict)
+    print(f"store: {store}; attribution agrees with recommend's X-Variant on {result.agreement:.1%} of answers")
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
+    winner = result.comparison.treatment if result.comparison.difference > 0 else result.comparison.control
+    return 0 if result.comparison.significant and winner.name == result.good_variant else 1
+
+
 def positive(kind: type):
     """An argparse type: a number of `kind` above zero."""
     def parse(text: str):
@@ -274,21 +290,15 @@ def shares(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"shares must be comma-separated numbers, e.g. 0.5,0.5; got {text!r}") from None
 
 
-def _common_options(parser: argparse.ArgumentParser, store: str, *, top: bool) -> None:
+def _common_options(store: str, *, top: bool) -> argparse.ArgumentParser:
     """--store and -v, before or after the command: only the top level holds their defaults, so a
     command's parser leaves them alone unless they are given after the command."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--store", default=store if top else argparse.SUPPRESS,
                         help=f"store root URI: a directory or s3://bucket/prefix (default $MOVIEREC_STORE or {store})")
     parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="log at INFO level")
-
-
-def _every_command(parser: argparse.ArgumentParser):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command in dict.fromkeys(action.choices.values()):  # aliases share a parser
-                yield command
-                yield from _every_command(command)
+    return parser
 
 
 def _fan_out_options(p: argparse.ArgumentParser) -> None:
@@ -307,9 +317,17 @@ def _fan_out_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="movierec", description=__doc__)
-    _common_options(parser, settings.store, top=True)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options(settings.store, top=False)
+
+    class CommandParser(argparse.ArgumentParser):
+        """Every command's parser (and its own commands', which inherit the class) takes the common options."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, parents=[common, *kwargs.pop("parents", [])], **kwargs)
+
+    parser = argparse.ArgumentParser(prog="movierec", description=__doc__,
+                                     parents=[_common_options(settings.store, top=True)])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
 
     p = sub.add_parser("demo", help="the whole loop on this machine, then serve recommend on :8082")
     p.add_argument("--movielens", metavar="PATH|NAME",
@@ -402,8 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_evaluate(sub)
     register_experiments(sub)
-    for command in _every_command(parser):
-        _common_options(command, settings.store, top=False)
+    p = sub.add_parser("simulate", help="an A/B test end to end: simulated users react to a good and a weak model")
+    p.add_argument("--users", type=int, default=600)
+    p.add_argument("--days", type=int, default=2, help="simulated days of sessions (default %(default)s)")
+    p.add_argument("--sessions", type=int, default=3, help="recommendation requests per user (default %(default)s)")
+    p.add_argument("--good", default="popularity", help="model kind of variant B (default %(default)s)")
+    p.add_argument("--weak", default="random", help="model kind of variant A, the control (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store-dir", help="store to build the world in (default: a new temporary directory)")
+    p.add_argument("--out", default="simulate-report", help="directory for the A/B report (default %(default)s)")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

@@ -110,7 +110,7 @@ def test_an_unreadable_file_is_left_in_place(local_store):
 
 
 def test_the_snapshot_command_compacts_first(tmp_path, capsys):
-    from movierec.cli import main
+    from pipelines.cli import main
 
     store = LocalStore(tmp_path / "store")
     fill(store)

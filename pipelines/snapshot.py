@@ -44,7 +44,7 @@ from movierec.store import Store
 _log = logging.getLogger(__name__)
 
 READ_AHEAD = 8  # files fetched concurrently: S3 latency, not bandwidth, bounds a small-file read
-MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it: with Arrow's buffers, a peak of about 3 GiB
+MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it; 2.4 GiB peak RSS at 30 M lines (benchmarks/event_log.py)
 EMPTY = {
     "minutes": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minute", pa.int32()),
                           ("time", pa.timestamp("us"))]),

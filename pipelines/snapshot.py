@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from movierec.errors import NotFound, StoreUnavailable
-from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, replaced_by
+from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, read_events, replaced_by
 from movierec.quality import compare, profile
 from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, list_snapshots, manifest_key
 from movierec.store import Store
@@ -101,7 +101,7 @@ class EventReader:
 
     def _read(self, key: str, schema: pa.Schema) -> pa.Table | None:
         try:
-            table = self.store.get_parquet(key, columns=schema.names).select(schema.names).cast(schema)
+            table = read_events(self.store, key, schema)
         except NotFound:
             raise LogChanged(key) from None
         except (pa.ArrowException, KeyError) as exc:  # truncated, not parquet, wrong columns

@@ -202,9 +202,8 @@ def _view(con, name: str, paths: list[str], schema: pa.Schema) -> None:
 class Folded:
     table: pa.Table  # INTERACTIONS_SCHEMA, sorted by user_id, movie_id
     watch_minutes: int
-    added: Path | None  # the minutes new to the chain (None: none, or the chain was rewritten whole)
-    chain: list[str]  # the base's chain, kept as it is, or [] when `whole` holds it all
-    whole: Path | None
+    chain: list[str]  # the base's minute files kept as they are ([] when `minutes` rewrites them all)
+    minutes: Path | None  # the minutes file this snapshot adds to the chain (None: nothing new)
     pairs: Path
     rate: Path
 
@@ -230,18 +229,16 @@ def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Fo
                 con.execute(sql).fetchall()
             finally:
                 reader.raise_error()
-        out = {name: workdir / f"{name}.parquet" for name in ("added", "whole", "pairs", "rate")}
+        out = {name: workdir / f"{name}.parquet" for name in ("minutes", "pairs", "rate")}
         chain = list(state["minutes"])
         ((added,),) = con.execute("SELECT count(*) FROM added").fetchall()
         if len(chain) + 1 > CHAIN_MAX:
-            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["whole"])
-            chain, out["added"] = [], None
+            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["minutes"])
+            chain = []
+        elif added:
+            _copy(con, "SELECT * FROM added", out["minutes"])
         else:
-            out["whole"] = None
-            if added:
-                _copy(con, "SELECT * FROM added", out["added"])
-            else:
-                out["added"] = None
+            out["minutes"] = None
         _copy(con, "SELECT * FROM pairs", out["pairs"])
         _copy(con, "SELECT * FROM rate", out["rate"])
         ((minutes,),) = con.execute("SELECT coalesce(sum(minutes), 0) FROM pairs").fetchall()
@@ -249,7 +246,7 @@ def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Fo
     finally:
         con.close()
     table = table.cast(INTERACTIONS_SCHEMA).combine_chunks()
-    return Folded(table, int(minutes), out["added"], chain, out["whole"], out["pairs"], out["rate"])
+    return Folded(table, int(minutes), chain, out["minutes"], out["pairs"], out["rate"])
 
 
 def _copy(con, query: str, path: Path) -> None:
@@ -330,11 +327,12 @@ def _write(store: Store, the_plan: Plan, reader: EventReader, folded: Folded) ->
         report["warnings"].append(f"{len(quarantined)} event file(s) could not be read and were left out: "
                                   + ", ".join(q["key"] for q in quarantined[:5]))
     prefix = f"snapshots/{snapshot_id}"
-    minutes = [*folded.chain] + [f"{prefix}/state/minutes.parquet" for f in (folded.added or folded.whole,) if f]
-    state = {"minutes": minutes, "pairs": f"{prefix}/state/pairs.parquet", "rate": f"{prefix}/state/rate.parquet"}
+    state = {"minutes": [*folded.chain], "pairs": f"{prefix}/state/pairs.parquet",
+             "rate": f"{prefix}/state/rate.parquet"}
     files = {state["pairs"]: folded.pairs, state["rate"]: folded.rate}
-    if folded.added or folded.whole:
-        files[minutes[-1]] = folded.added or folded.whole
+    if folded.minutes:
+        state["minutes"].append(f"{prefix}/state/minutes.parquet")
+        files[state["minutes"][-1]] = folded.minutes
     listing = json.dumps(inputs, sort_keys=True).encode()
     manifest = {
         "id": snapshot_id,

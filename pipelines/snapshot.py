@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from movierec.errors import NotFound, StoreUnavailable
-from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, replaced_by
+from movierec.events import SCHEMAS, all_event_keys, is_compacted, live_keys, read_events, replaced_by
 from movierec.quality import compare, profile
 from movierec.snapshots import INTERACTIONS_SCHEMA, interactions_key, list_snapshots, manifest_key
 from movierec.store import Store
@@ -44,7 +44,7 @@ from movierec.store import Store
 _log = logging.getLogger(__name__)
 
 READ_AHEAD = 8  # files fetched concurrently: S3 latency, not bandwidth, bounds a small-file read
-MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it: with Arrow's buffers, a peak of about 3 GiB
+MEMORY_LIMIT = "2GB"  # DuckDB spills to disk past it; 2.4 GiB peak RSS at 30 M lines (benchmarks/event_log.py)
 EMPTY = {
     "minutes": pa.schema([("user_id", pa.int64()), ("movie_id", pa.string()), ("minute", pa.int32()),
                           ("time", pa.timestamp("us"))]),
@@ -101,7 +101,7 @@ class EventReader:
 
     def _read(self, key: str, schema: pa.Schema) -> pa.Table | None:
         try:
-            table = self.store.get_parquet(key, columns=schema.names).select(schema.names).cast(schema)
+            table = read_events(self.store, key, schema)
         except NotFound:
             raise LogChanged(key) from None
         except (pa.ArrowException, KeyError) as exc:  # truncated, not parquet, wrong columns
@@ -202,9 +202,8 @@ def _view(con, name: str, paths: list[str], schema: pa.Schema) -> None:
 class Folded:
     table: pa.Table  # INTERACTIONS_SCHEMA, sorted by user_id, movie_id
     watch_minutes: int
-    added: Path | None  # the minutes new to the chain (None: none, or the chain was rewritten whole)
-    chain: list[str]  # the base's chain, kept as it is, or [] when `whole` holds it all
-    whole: Path | None
+    chain: list[str]  # the base's minute files kept as they are ([] when `minutes` rewrites them all)
+    minutes: Path | None  # the minutes file this snapshot adds to the chain (None: nothing new)
     pairs: Path
     rate: Path
 
@@ -230,18 +229,16 @@ def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Fo
                 con.execute(sql).fetchall()
             finally:
                 reader.raise_error()
-        out = {name: workdir / f"{name}.parquet" for name in ("added", "whole", "pairs", "rate")}
+        out = {name: workdir / f"{name}.parquet" for name in ("minutes", "pairs", "rate")}
         chain = list(state["minutes"])
         ((added,),) = con.execute("SELECT count(*) FROM added").fetchall()
         if len(chain) + 1 > CHAIN_MAX:
-            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["whole"])
-            chain, out["added"] = [], None
+            _copy(con, "SELECT * FROM chain UNION ALL SELECT * FROM added", out["minutes"])
+            chain = []
+        elif added:
+            _copy(con, "SELECT * FROM added", out["minutes"])
         else:
-            out["whole"] = None
-            if added:
-                _copy(con, "SELECT * FROM added", out["added"])
-            else:
-                out["added"] = None
+            out["minutes"] = None
         _copy(con, "SELECT * FROM pairs", out["pairs"])
         _copy(con, "SELECT * FROM rate", out["rate"])
         ((minutes,),) = con.execute("SELECT coalesce(sum(minutes), 0) FROM pairs").fetchall()
@@ -249,7 +246,7 @@ def fold(store: Store, the_plan: Plan, reader: EventReader, workdir: Path) -> Fo
     finally:
         con.close()
     table = table.cast(INTERACTIONS_SCHEMA).combine_chunks()
-    return Folded(table, int(minutes), out["added"], chain, out["whole"], out["pairs"], out["rate"])
+    return Folded(table, int(minutes), chain, out["minutes"], out["pairs"], out["rate"])
 
 
 def _copy(con, query: str, path: Path) -> None:
@@ -330,11 +327,12 @@ def _write(store: Store, the_plan: Plan, reader: EventReader, folded: Folded) ->
         report["warnings"].append(f"{len(quarantined)} event file(s) could not be read and were left out: "
                                   + ", ".join(q["key"] for q in quarantined[:5]))
     prefix = f"snapshots/{snapshot_id}"
-    minutes = [*folded.chain] + [f"{prefix}/state/minutes.parquet" for f in (folded.added or folded.whole,) if f]
-    state = {"minutes": minutes, "pairs": f"{prefix}/state/pairs.parquet", "rate": f"{prefix}/state/rate.parquet"}
+    state = {"minutes": [*folded.chain], "pairs": f"{prefix}/state/pairs.parquet",
+             "rate": f"{prefix}/state/rate.parquet"}
     files = {state["pairs"]: folded.pairs, state["rate"]: folded.rate}
-    if folded.added or folded.whole:
-        files[minutes[-1]] = folded.added or folded.whole
+    if folded.minutes:
+        state["minutes"].append(f"{prefix}/state/minutes.parquet")
+        files[state["minutes"][-1]] = folded.minutes
     listing = json.dumps(inputs, sort_keys=True).encode()
     manifest = {
         "id": snapshot_id,

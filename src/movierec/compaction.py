@@ -31,7 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec.errors import NotFound
-from movierec.events import COMPACTED_PREFIX, KINDS_STORED, REPLACES, SCHEMAS, all_event_keys, is_compacted, replaced_by
+from movierec.events import (
+    COMPACTED_PREFIX,
+    KINDS_STORED,
+    REPLACES,
+    SCHEMAS,
+    all_event_keys,
+    is_compacted,
+    read_events,
+    replaced_by,
+)
 from movierec.store import Store
 
 _log = logging.getLogger(__name__)
@@ -96,7 +105,7 @@ def _read(store: Store, kind: str, keys: list[str], result: Compacted):
 
     def read(key: str) -> pa.Table | None:
         try:
-            return store.get_parquet(key).select(schema.names).cast(schema)
+            return read_events(store, key, schema)
         except NotFound:  # another compaction removed it meanwhile: it is in that one's file
             return None
         except (pa.ArrowException, KeyError) as exc:  # truncated or foreign: leave it be

@@ -161,6 +161,15 @@ def replaced_by(store: Store, key: str) -> set[str]:
     return {f"{partition}/{name}" for name in json.loads(metadata.get(REPLACES, b"[]"))}
 
 
+def read_events(store: Store, key: str, schema: pa.Schema) -> pa.Table:
+    """An event file's columns as `schema`. Raises pa.ArrowException or KeyError for a file that is
+    not one (truncated, not parquet, columns missing)."""
+    parquet = pq.ParquetFile(pa.BufferReader(store.get(key)))
+    # One thread for an ingest file (mostly a line or a few): threads cost more than its reading, 3x here.
+    table = parquet.read(columns=schema.names, use_threads=is_compacted(key))
+    return table if table.schema.equals(schema) else table.select(schema.names).cast(schema)
+
+
 def all_event_keys(store: Store, kind: str) -> list[str]:
     """Every event file of `kind`, replaced or not."""
     return [k for k in store.list(f"events/kind={kind}") if k.endswith(".parquet")]

@@ -153,6 +153,10 @@ class Ingestor:
 
     async def ingest(self, headers: Mapping[str, str], body: bytes) -> int:
         """Store every event of one request; returns how many, once they are durable."""
-        events = to_events(parse_delivery(headers, body))
+        try:
+            delivered = parse_delivery(headers, body)
+        except RecursionError:  # JSON nested thousands deep: no CloudEvent is
+            raise BadInput("JSON nested too deeply to be a CloudEvent") from None
+        events = to_events(delivered)
         await self._committer.commit(events)
         return len(events)

@@ -43,6 +43,7 @@ class S3FaultProxy:
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self._lock = threading.Lock()
         self._released = threading.Event()  # set: hanging requests give up at once
+        self._connections: set[socket.socket] = set()  # open client connections, cut by stop()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -57,12 +58,19 @@ class S3FaultProxy:
         self._server = server
 
     def stop(self) -> None:
-        """Stop listening and drop what is in flight: S3 is down."""
+        """Stop listening and cut every open connection (kept-alive ones too): S3 is down."""
         self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            for connection in self._connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._connections.clear()
 
     def fail(self, **fault) -> Fault:
         with self._lock:
@@ -93,6 +101,19 @@ def _handler(proxy: S3FaultProxy):
 
         def log_message(self, *args) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with proxy._lock:
+                proxy._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with proxy._lock:
+                proxy._connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

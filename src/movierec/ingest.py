@@ -15,6 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from movierec import metrics
@@ -22,6 +23,7 @@ from movierec.errors import BadInput, StoreUnavailable
 from movierec.events import Event, event_from_line, write_events
 from movierec.groupcommit import GroupCommitter
 from movierec.store import Store
+from movierec.stream import FUTURE_TOLERANCE
 
 _log = logging.getLogger(__name__)
 LINE_TYPES = frozenset({"dev.knative.kafka.event", "movierec.stream.line.v1"})
@@ -118,7 +120,10 @@ def _text_bytes(text: str) -> bytes:
 
 def to_events(delivered: list[Delivered]) -> list[Event]:
     received_at = datetime.now(UTC)
-    return [event_from_line(source, id_, raw, received_at=received_at) for source, id_, raw in delivered]
+    latest = (received_at + FUTURE_TOLERANCE).replace(tzinfo=None)  # a line dated later is quarantined
+    events = [event_from_line(source, id_, raw, received_at=received_at) for source, id_, raw in delivered]
+    return [replace(e, record=None, reason="future_time") if e.record and e.record.time > latest else e
+            for e in events]
 
 
 def store_events(store: Store, events: list[Event]) -> None:

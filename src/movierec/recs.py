@@ -97,7 +97,10 @@ def write_current(
 
     `previous` is the publication this one replaces (the A/B report attributes earlier answers to
     it); `history` is what rollback steps back through, newest first, bounded to HISTORY entries.
+    A publication without variants is refused: recommend could answer nobody from it.
     """
+    if not variants:
+        raise InvalidRun("a publication needs at least one variant; recs/CURRENT is left as it is")
     current = {
         "variants": [asdict(v) for v in variants],
         "published_at": datetime.now(UTC).isoformat(),

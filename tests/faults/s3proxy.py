@@ -127,10 +127,13 @@ def _handler(proxy: S3FaultProxy):
 
         def _answer(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
             self.send_response(status)
+            length = str(len(body))
             for name, value in headers:
-                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                if name.lower() == "content-length" and self.command == "HEAD":
+                    length = value  # a HEAD's length is the object's, with no body
+                elif name.lower() not in ("transfer-encoding", "connection", "content-length"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", length)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)

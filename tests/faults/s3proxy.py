@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +53,7 @@ class S3FaultProxy:
 
     def start(self) -> None:
         self._released.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
+        server = _QuietServer(("127.0.0.1", self.port), _handler(self))
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._server = server
@@ -93,6 +94,13 @@ class S3FaultProxy:
                             self.faults.remove(fault)
                     return fault
         return None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A connection cut by `stop` (or by a client giving up) is what the faults are for."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 def _handler(proxy: S3FaultProxy):

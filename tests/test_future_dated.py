@@ -101,3 +101,21 @@ def test_the_time_range_check_reports_on_a_first_snapshot_too():
     assert len(report["warnings"]) == 1 and "9999-12-31" in report["warnings"][0]
     assert any("WARNING" in line for line in summary_lines(report))
     assert compare(profile(table.slice(0, 1), {}), None, None, at=datetime(2026, 12, 1, tzinfo=UTC))["warnings"] == []
+
+
+def test_the_tolerance_is_a_setting(tmp_path, monkeypatch):
+    """`movierec simulate` dates its sessions days ahead and says so to its own ingest."""
+    import pytest
+
+    from movierec.config import Settings
+    from movierec.errors import ConfigError
+
+    uri = str(tmp_path / "store")
+    monkeypatch.setenv("MOVIEREC_INGEST_FUTURE_HOURS", "48")
+    client = client_for(uri, monkeypatch)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    headers, body = to_binary(line_event("t", "tomorrow", f"{tomorrow},2,GET /rate/a+2001=4"))
+    assert client.post("/", headers=headers, content=body).status_code == 200
+    assert [r["event_id"] for r in stored_rows(open_store(uri), "rate")] == ["tomorrow"]
+    with pytest.raises(ConfigError):
+        Settings.from_env({"MOVIEREC_INGEST_FUTURE_HOURS": "-1"})

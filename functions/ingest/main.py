@@ -7,6 +7,7 @@ request mostly waits for its group commit, and waiting costs no thread here.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from functions_framework import aio
 from starlette.requests import Request
@@ -23,6 +24,7 @@ INGESTOR = Ingestor(
     open_store(SETTINGS.store),
     max_events=SETTINGS.ingest_max_events,
     max_delay=SETTINGS.ingest_max_delay_ms / 1000,
+    future_tolerance=timedelta(hours=SETTINGS.ingest_future_hours),
 )
 _log = logging.getLogger("movierec.functions.ingest")
 # A KafkaSource sends one record per request, and Kafka records are at most 1 MiB by default

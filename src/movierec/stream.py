@@ -18,7 +18,8 @@ MAX_MINUTE = 100_000
 RATING_RANGE = (1, 10)  # 1-5 in the 2019-2025 streams; 1-10 from 2026 on
 USER_ID_LIMIT = 2**63
 # A line's time is when it happened: it cannot be later than its arrival. This much slack covers
-# producer clocks running fast; ingest quarantines a line beyond it as `future_time`, and a
+# producer clocks running fast; ingest quarantines a line beyond it as `future_time`
+# (MOVIEREC_INGEST_FUTURE_HOURS; `movierec simulate` dates its sessions days ahead), and a
 # snapshot holding one warns (one line dated 9999-12-31 once made every other event look ancient
 # to the popular fallback).
 FUTURE_TOLERANCE = timedelta(hours=1)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from movierec.errors import InvalidRun, NotFound, NotReady
+from movierec.errors import InvalidRun, MovierecError, NotFound, NotReady
 from movierec.models.registry import load_model
 from movierec.partitioning import partitions_of
 from movierec.precompute import load_seen_index
@@ -20,7 +24,11 @@ from movierec.recs import (
     shard_key,
     write_current,
 )
+from movierec.snapshots import interactions_key
 from movierec.store import Store
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 def validate_run(store: Store, run_id: str) -> int:
@@ -29,8 +37,9 @@ def validate_run(store: Store, run_id: str) -> int:
     Checks are vectorised per shard (a course-scale run is 1 M users x 20 movies).
     """
     run = load_run(store, run_id)
-    model = load_model(store, run.model_version)
-    seen = load_seen_index(store, run.snapshot_id, model.user_ids, model.movie_ids)
+    model = _readable(f"run {run_id}: model {run.model_version}", lambda: load_model(store, run.model_version))
+    seen = _readable(f"run {run_id}: snapshot {interactions_key(run.snapshot_id)}",
+                     lambda: load_seen_index(store, run.snapshot_id, model.user_ids, model.movie_ids))
     vocabulary = pa.array(np.asarray(model.movie_ids, dtype=str))
     users = 0
     for partition in range(run.partitions):
@@ -48,6 +57,17 @@ def validate_run(store: Store, run_id: str) -> int:
     if users != len(model.user_ids):
         raise InvalidRun(f"run {run_id}: {users} users in shards, model has {len(model.user_ids)}")
     return users
+
+
+def _readable(what: str, load: Callable[[], T]) -> T:
+    """What `load` returns; InvalidRun naming `what` if a file it reads is truncated or garbled (its
+    reader raises whatever it raises: Arrow, numpy, torch, JSON). The store being down stays itself."""
+    try:
+        return load()
+    except MovierecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see above
+        raise InvalidRun(f"{what} is not readable ({type(exc).__name__}: {exc})") from None
 
 
 def _check_shard(key, table, partition, run, model_users, vocabulary, seen) -> None:
@@ -103,6 +123,9 @@ def publish(store: Store, run_ids: list[str], *, shares: list[float] | None = No
     try:
         previous = read_current(store)
     except NotReady:
+        return write_current(store, variants, previous=None, history=[])
+    except InvalidRun as exc:  # a garbled CURRENT must not block the publication that replaces it
+        _log.warning("replacing an unreadable recs/CURRENT; its rollback history is lost: %s", exc)
         return write_current(store, variants, previous=None, history=[])
     return write_current(store, variants, previous=previous, history=[previous, *publication_history(previous)])
 

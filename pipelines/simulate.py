@@ -79,7 +79,8 @@ def simulate(store_uri: str, *, users: int = 600, movies: int = 300, days: int =
     seen = _seen(history)
     slugs = np.asarray(world.movie_ids)
     index_of = {slug: i for i, slug in enumerate(world.movie_ids)}
-    with FunctionProcess("ingest", store=store_uri) as ingest:
+    # Sessions are dated after the publication, up to `days` ahead: this ingest must not quarantine them.
+    with FunctionProcess("ingest", store=store_uri, env={"MOVIEREC_INGEST_FUTURE_HOURS": str(24 * days + 2)}) as ingest:
         stats = replay(ingest.url, history, source=f"movierec/simulate/{seed}/history")
         log(f"history: {stats.summary()}")
         manifest, _ = make_snapshot(store)

@@ -209,3 +209,21 @@ def test_a_body_cut_off_mid_read_is_the_store_being_unavailable():
     for exc in (SSLError("EOF occurred in violation of protocol"), ReadTimeoutError(endpoint_url="http://s3")):
         with pytest.raises(StoreUnavailable, match="interrupted"):
             _read_body(Cut(exc))
+
+
+def test_local_put_new_of_an_existing_key_makes_its_entry_durable_first(local_store, monkeypatch):
+    """"Already there" must mean durable: the first writer may not have fsynced the directory yet
+    when a redelivery finds its file, and the redelivery is acknowledged on that answer."""
+    local_store.put_new("events/k.parquet", b"a")
+    synced = []
+    monkeypatch.setattr(local_store, "_sync_dir", lambda path: synced.append(path))
+    assert local_store.put_new("events/k.parquet", b"a") is False
+    assert synced == [local_store.root / "events/k.parquet"]
+
+
+def test_a_key_below_a_file_is_not_found(local_store):
+    local_store.put("recs/CURRENT", b"{}")
+    with pytest.raises(NotFound):
+        local_store.get("recs/CURRENT/run.json")
+    with pytest.raises(NotFound):
+        local_store.open_input("recs/CURRENT/run.json")

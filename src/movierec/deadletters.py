@@ -13,6 +13,8 @@ through only once).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import threading
@@ -24,8 +26,10 @@ from datetime import UTC, datetime
 import requests
 from cloudevents import exceptions as ce_errors
 from cloudevents.conversion import to_binary, to_json
-from cloudevents.http import CloudEvent, from_json
+from cloudevents.http import CloudEvent, from_http, from_json
+from cloudevents.sdk.converters import is_binary
 
+from movierec.errors import BadInput
 from movierec.store import Store
 
 PREFIX = "deadletter"
@@ -43,9 +47,39 @@ def _data_bytes(event: CloudEvent) -> bytes:
     return _text(data) if isinstance(data, str) else _text(json.dumps(data, sort_keys=True))
 
 
+def parse(headers: dict[str, str], body: bytes) -> CloudEvent:
+    """The dead letter of one request; BadInput for what is not a CloudEvent, or cannot be kept as sent.
+
+    Binary mode keeps the body as the bytes that were sent (the SDK would parse a body that looks
+    like JSON, and a replay would then send other bytes than the original). In structured mode
+    `data_base64` must be strict base64: the SDK's lenient decoding would keep other bytes than
+    were sent (or none), and answer 200 for it.
+    """
+    binary = is_binary(headers)
+    try:
+        if not binary and isinstance(item := json.loads(body), dict) and "data_base64" in item:
+            if not isinstance(item["data_base64"], str):
+                raise BadInput("data_base64 is not a string")
+            base64.b64decode(item["data_base64"], validate=True)
+        return from_http(headers, body, **({"data_unmarshaller": lambda data: data} if binary else {}))
+    except binascii.Error:
+        raise BadInput("data_base64 is not valid base64") from None
+    except (ce_errors.GenericException, ValueError, UnicodeError) as exc:
+        raise BadInput(f"not a CloudEvent: {exc}") from None
+    except RecursionError:
+        raise BadInput("not a CloudEvent: JSON nested too deeply") from None
+
+
+def _attribute(value: object) -> bytes:
+    """An attribute's bytes for the key. CloudEvents ids are strings, but a sender's numeric id
+    arrives too (the very event ingest refused): it is kept, and never keyed like a string
+    (0xff never occurs in UTF-8)."""
+    return _text(value) if isinstance(value, str) else b"\xff" + _text(json.dumps(value, sort_keys=True))
+
+
 def key_of(event: CloudEvent, arrived: datetime) -> str:
     digest = hashlib.sha256()
-    for part in (_text(event["source"]), _text(event["id"]), _data_bytes(event)):
+    for part in (_attribute(event["source"]), _attribute(event["id"]), _data_bytes(event)):
         digest.update(len(part).to_bytes(8, "big") + part)  # length-prefixed: no two events share a key
     return f"{PREFIX}/date={arrived:%Y-%m-%d}/{digest.hexdigest()[:32]}.json"
 

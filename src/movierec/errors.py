@@ -23,6 +23,10 @@ class NotReady(MovierecError):
     """Nothing is published or loaded yet (HTTP 503 with Retry-After)."""
 
 
+class Overloaded(NotReady):
+    """Too much waits already (HTTP 503 with Retry-After): shed load rather than hold it in memory."""
+
+
 class StoreUnavailable(MovierecError):
     """The store could not be reached; retrying later may succeed (HTTP 5xx)."""
 

@@ -12,6 +12,12 @@ at one batch per write latency. Each request still waits for its own batch.
 
 A batch that fails for any reason but the store (a bug, an unwritable value) is
 written again request by request, so one request's events never fail another's.
+
+Under a slow or hung store, memory stays bounded: a batch holds at most
+`max_events` events (or one request's), at most `max_pending` events wait
+(beyond that a request is refused with Overloaded, a 503 with Retry-After), and
+a request that gave up waiting (its retry is on its way) is dropped from the
+queue instead of being written too.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from movierec.errors import StoreUnavailable
+from movierec.errors import Overloaded, StoreUnavailable
 from movierec.forking import after_fork_in_child
 
 
@@ -35,9 +41,11 @@ class GroupCommitter:
         max_delay: float = 0.001,  # as config.Settings.ingest_max_delay_ms
         writers: int = 4,
         timeout: float = 30.0,
+        max_pending: int | None = None,
     ):
         self._write = write
         self.max_events = max_events
+        self.max_pending = max_pending or 4 * max_events
         self.max_delay = max_delay
         self.writers = writers
         self.timeout = timeout
@@ -63,6 +71,10 @@ class GroupCommitter:
         future: Future = Future()
         with self._cond:
             self._ensure_flusher()
+            if self._pending_events + len(items) > self.max_pending and self._pending:
+                self._drop_cancelled()
+                if self._pending_events + len(items) > self.max_pending:
+                    raise Overloaded(f"{self._pending_events} events already wait for the store; retry later")
             self._pending.append((items, future))
             self._pending_events += len(items)
             self._cond.notify()
@@ -75,15 +87,32 @@ class GroupCommitter:
         except TimeoutError:
             raise StoreUnavailable(f"write not durable within {self.timeout:.0f} s") from None
 
+    def _drop_cancelled(self) -> None:
+        """Forget requests that stopped waiting (their futures were cancelled); caller holds the lock."""
+        self._pending = [(items, f) for items, f in self._pending if not f.cancelled()]
+        self._pending_events = sum(len(items) for items, _ in self._pending)
+
     def _take(self) -> list[tuple[list, Future]]:
-        with self._cond:
-            while not self._pending:
-                self._cond.wait()
-            deadline = time.monotonic() + self.max_delay
-            while self._pending_events < self.max_events and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
-            taken, self._pending, self._pending_events = self._pending, [], 0
-            return taken
+        """The next batch: the oldest waiting requests, up to max_events events (at least one request).
+        Each is marked running, so a request that times out from here on can no longer be cancelled
+        and still learns the outcome; one that was cancelled before is dropped."""
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.max_delay
+                while self._pending_events < self.max_events and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                count, size = 0, 0
+                for items, _ in self._pending:
+                    if count and size + len(items) > self.max_events:
+                        break
+                    count, size = count + 1, size + len(items)
+                taken, self._pending = self._pending[:count], self._pending[count:]
+                self._pending_events -= size
+            taken = [(items, f) for items, f in taken if f.set_running_or_notify_cancel()]
+            if taken:
+                return taken
 
     def _flush_forever(self) -> None:
         free_writers = threading.BoundedSemaphore(self.writers)

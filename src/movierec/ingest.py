@@ -15,13 +15,15 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from movierec import metrics
 from movierec.errors import BadInput, StoreUnavailable
 from movierec.events import Event, event_from_line, write_events
 from movierec.groupcommit import GroupCommitter
 from movierec.store import Store
+from movierec.stream import FUTURE_TOLERANCE
 
 _log = logging.getLogger(__name__)
 LINE_TYPES = frozenset({"dev.knative.kafka.event", "movierec.stream.line.v1"})
@@ -121,9 +123,12 @@ def _text_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def to_events(delivered: list[Delivered]) -> list[Event]:
+def to_events(delivered: list[Delivered], *, future_tolerance: timedelta = FUTURE_TOLERANCE) -> list[Event]:
     received_at = datetime.now(UTC)
-    return [event_from_line(source, id_, raw, received_at=received_at) for source, id_, raw in delivered]
+    latest = (received_at + future_tolerance).replace(tzinfo=None)  # a line dated later is quarantined
+    events = [event_from_line(source, id_, raw, received_at=received_at) for source, id_, raw in delivered]
+    return [replace(e, record=None, reason="future_time") if e.record and e.record.time > latest else e
+            for e in events]
 
 
 def store_events(store: Store, events: list[Event]) -> None:
@@ -150,14 +155,20 @@ def store_events(store: Store, events: list[Event]) -> None:
 class Ingestor:
     """What the ingest function runs: validate a delivery, then commit it with concurrent ones."""
 
-    def __init__(self, store: Store, *, max_events: int = 5000, max_delay: float = 0.001):
+    def __init__(self, store: Store, *, max_events: int = 5000, max_delay: float = 0.001,
+                 future_tolerance: timedelta = FUTURE_TOLERANCE):
         self.store = store
+        self.future_tolerance = future_tolerance
         self._committer = GroupCommitter(
             lambda events: store_events(store, events), max_events=max_events, max_delay=max_delay
         )
 
     async def ingest(self, headers: Mapping[str, str], body: bytes) -> int:
         """Store every event of one request; returns how many, once they are durable."""
-        events = to_events(parse_delivery(headers, body))
+        try:
+            delivered = parse_delivery(headers, body)
+        except RecursionError:  # JSON nested thousands deep: no CloudEvent is
+            raise BadInput("JSON nested too deeply to be a CloudEvent") from None
+        events = to_events(delivered, future_tolerance=self.future_tolerance)
         await self._committer.commit(events)
         return len(events)

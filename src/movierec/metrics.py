@@ -53,6 +53,9 @@ INGEST_STORE_ERRORS = Counter("movierec_ingest_store_errors_total", "Store write
 DEADLETTERS = Counter(
     "movierec_deadletter_events_total", "Events Knative could not deliver, kept in the store, by type", ["type"]
 )
+DEADLETTER_REQUESTS = Counter(
+    "movierec_deadletter_requests_total", "Dead-letter sink answers by HTTP status", ["status"]
+)
 PRECOMPUTE_SECONDS = Histogram(
     "movierec_precompute_partition_seconds",
     "Time to score and write one partition",

@@ -28,6 +28,8 @@ _log = logging.getLogger(__name__)
 # matrix product, small enough that a worker's peak memory stays well under 1 GB.
 BATCH_USERS = 1024
 REQUEST_TYPE = "movierec.precompute.requested.v1"
+# A partition request is a few hundred bytes; anything far larger is refused (413) before it is held.
+MAX_REQUEST_BYTES = 64 * 1024
 # Ids become store keys: a leading letter or digit keeps "." and ".." out.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 
@@ -161,6 +163,19 @@ def _known_run(store: Store, run_id: str) -> Run:
         raise BadInput(f"run {run_id}: {exc}") from None
 
 
+def read_request_body(request) -> bytes | None:
+    """A WSGI request's body, or None once it passes MAX_REQUEST_BYTES: read in bounded pieces,
+    since a chunked body declares no length to check first."""
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:
+        return None
+    body = bytearray()
+    while chunk := request.stream.read(MAX_REQUEST_BYTES + 1 - len(body)):
+        body += chunk
+        if len(body) > MAX_REQUEST_BYTES:
+            return None
+    return bytes(body)
+
+
 def parse_request(headers, body: bytes) -> dict:
     """The keyword arguments of `precompute_partition` from a precompute CloudEvent; BadInput if malformed.
 
@@ -170,6 +185,8 @@ def parse_request(headers, body: bytes) -> dict:
         event = from_http(dict(headers), body)
     except (ce_errors.GenericException, ValueError, TypeError) as exc:
         raise BadInput(f"not a CloudEvent: {exc}") from None
+    except RecursionError:  # JSON nested thousands deep
+        raise BadInput("not a CloudEvent: JSON nested too deeply") from None
     if event["type"] != REQUEST_TYPE:
         raise BadInput(f"event type {event['type']!r} is not {REQUEST_TYPE!r}")
     data = event.get_data()

@@ -6,8 +6,13 @@ comparing two snapshots never reloads the older one's data.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from movierec.stream import FUTURE_TOLERANCE
 
 MINUTE_BINS = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9]  # watch minutes per (user, movie)
 RATING_VALUES = list(range(1, 11))
@@ -24,6 +29,7 @@ def profile(table: pa.Table, counts: dict[str, int]) -> dict:
         "counts": counts,
         "rating_histogram": [int((ratings == v).sum()) for v in RATING_VALUES],
         "watch_minutes_histogram": np.histogram(watched, bins=MINUTE_BINS)[0].tolist(),
+        "time_range": _time_range(table),
         "ranges": {
             "rating": _range(ratings),
             "watch_minutes": _range(watched),
@@ -38,6 +44,24 @@ def _range(values: np.ndarray) -> dict:
     return {"min": float(values.min()), "max": float(values.max()), "median": float(np.median(values))}
 
 
+def _time_range(table: pa.Table) -> dict:
+    if table.num_rows == 0:
+        return {"min": None, "max": None}
+    bounds = pc.min_max(table["last_time"])
+    return {k: bounds[k].as_py().isoformat() for k in ("min", "max")}
+
+
+def time_warnings(current: dict, now: datetime | None = None) -> list[str]:
+    """Interactions dated after the snapshot's own time (beyond the stream's tolerance): one such
+    line skews every recency weight, so it is reported whether or not there is a snapshot before."""
+    newest = (current.get("time_range") or {}).get("max")
+    now = (now or datetime.now(UTC)).replace(tzinfo=None)
+    if newest and datetime.fromisoformat(newest) > now + FUTURE_TOLERANCE:
+        return [(f"interactions dated up to {newest}, after this snapshot's time {now.isoformat()}"
+                 " (a producer clock or a forged line; see the quarantine reason future_time)")]
+    return []
+
+
 def psi(expected: list[int], actual: list[int]) -> float | None:
     """Population stability index between two histograms (0 = same shape)."""
     e, a = np.asarray(expected, float), np.asarray(actual, float)
@@ -47,11 +71,13 @@ def psi(expected: list[int], actual: list[int]) -> float | None:
     return float(((a - e) * np.log(a / e)).sum())
 
 
-def compare(current: dict, previous: dict | None, previous_id: str | None) -> dict:
-    """The report stored beside a snapshot: what changed since the previous one, and warnings."""
+def compare(current: dict, previous: dict | None, previous_id: str | None, *, at: datetime | None = None) -> dict:
+    """The report stored beside a snapshot made `at` (default: now): what changed since the previous
+    one, and warnings."""
     if previous is None:
-        return {"previous": None, "warnings": [], "note": "first snapshot: nothing to compare with"}
-    warnings = []
+        return {"previous": None, "warnings": time_warnings(current, at),
+                "note": "first snapshot: nothing to compare with"}
+    warnings = time_warnings(current, at)
     schema_changed = current["schema"] != previous["schema"]
     if schema_changed:
         warnings.append(f"schema changed: {previous['schema']} -> {current['schema']}")
@@ -78,6 +104,7 @@ def compare(current: dict, previous: dict | None, previous_id: str | None) -> di
         "schema_changed": schema_changed,
         "volume": volume,
         "ranges": {"previous": previous["ranges"], "current": current["ranges"]},
+        "time_range": current.get("time_range"),
         "drift": drift,
         "warnings": warnings,
     }
@@ -85,7 +112,7 @@ def compare(current: dict, previous: dict | None, previous_id: str | None) -> di
 
 def summary_lines(report: dict) -> list[str]:
     if report["previous"] is None:
-        return [report["note"]]
+        return [report["note"]] + [f"  WARNING {w}" for w in report["warnings"]]
     lines = [f"compared with snapshot {report['previous']}"]
     for name, v in report["volume"].items():
         change = "" if v["change"] is None else f" ({v['change']:+.1%})"

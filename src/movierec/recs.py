@@ -73,9 +73,24 @@ def read_current(store: Store) -> dict[str, Any]:
     except NotFound:
         raise NotReady("nothing published yet") from None
     try:
-        return json.loads(raw)
+        current = json.loads(raw)
     except ValueError as exc:
         raise InvalidRun(f"recs/CURRENT is not valid JSON ({exc}): publish a run again") from None
+    if not _is_publication(current):
+        raise InvalidRun("recs/CURRENT is not a publication (variants and history): publish a run again")
+    return current
+
+
+def _is_publication(current: Any) -> bool:
+    """The shape every reader relies on: an object whose variants are variants, and a list of history."""
+    if not (isinstance(current, dict) and isinstance(current.get("variants"), list)
+            and isinstance(current.get("history", []), list)):
+        return False
+    try:
+        current_variants(current)
+    except TypeError:  # a variant that is not an object, or has missing or unknown fields
+        return False
+    return True
 
 
 def current_variants(current: dict[str, Any]) -> list[Variant]:
@@ -97,7 +112,10 @@ def write_current(
 
     `previous` is the publication this one replaces (the A/B report attributes earlier answers to
     it); `history` is what rollback steps back through, newest first, bounded to HISTORY entries.
+    A publication without variants is refused: recommend could answer nobody from it.
     """
+    if not variants:
+        raise InvalidRun("a publication needs at least one variant; recs/CURRENT is left as it is")
     current = {
         "variants": [asdict(v) for v in variants],
         "published_at": datetime.now(UTC).isoformat(),

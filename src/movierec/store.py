@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import io
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -19,6 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from movierec.errors import ConfigError, NotFound, StoreUnavailable
+
+_log = logging.getLogger(__name__)
+# What one S3 call may cost when the endpoint hangs: 2 attempts x (connect 2 s + read 5 s) plus
+# at most 1 s of backoff, 15 s, half of ingest's 30 s ack timeout (groupcommit.py): a batch fails
+# with 503 in time instead of finishing after its requests gave up.
+S3_CONNECT_TIMEOUT = 2.0
+S3_READ_TIMEOUT = 5.0
+S3_ATTEMPTS = 2
+# S3 answers 409 ConditionalRequestConflict while another conditional write to the key is in
+# flight and says to retry: this many tries, the waits between them growing from 0.1 s.
+CONFLICT_TRIES = 4
 
 
 class Store(abc.ABC):
@@ -142,23 +155,26 @@ class LocalStore(Store):
         tmp = self._write_temp(path, data)
         try:
             os.link(tmp, path)  # fails if the key exists: create-only, atomically
+            created = True
         except FileExistsError:
-            return False
+            created = False
         finally:
             os.unlink(tmp)
+        # Also when the key existed: its writer may not have fsynced the directory yet, and
+        # "already stored" must mean durable before a redelivery is acknowledged.
         self._sync_dir(path)
-        return True
+        return created
 
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # NotADirectory: a key below a file
             raise NotFound(f"{key} not found") from None
 
     def open_input(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")  # an open file keeps its version when the key is replaced
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"{key} not found") from None
 
     def exists(self, key: str) -> bool:
@@ -204,9 +220,8 @@ class S3Store(Store):
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         # Few retries and short timeouts: callers (ingest) must answer 5xx fast when S3 is down.
-        config = Config(
-            connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}
-        )
+        config = Config(connect_timeout=S3_CONNECT_TIMEOUT, read_timeout=S3_READ_TIMEOUT,
+                        retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"})
         self._s3 = boto3.session.Session().client("s3", config=config)
 
     def _key(self, key: str) -> str:
@@ -225,6 +240,8 @@ class S3Store(Store):
                 raise NotFound(f"{kwargs.get('Key', '').removeprefix(f'{self.prefix}/')} not found") from None
             if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "RequestTimeout"):
                 raise StoreUnavailable(f"S3 {code or status}: {exc}") from exc
+            if status in (401, 403):  # expired, revoked or wrong credentials: fixed by an operator, then retried
+                raise StoreUnavailable(f"S3 refused access ({code or status}): {exc}") from exc
             raise
         except BotoCoreError as exc:  # connection refused, timeouts, DNS
             raise StoreUnavailable(f"S3 unreachable: {exc}") from exc
@@ -233,15 +250,26 @@ class S3Store(Store):
         self._call(self._s3.put_object, Key=self._key(key), Body=data)
 
     def put_new(self, key: str, data: bytes) -> bool:
+        """Only 412 means "exists". A 409 (another conditional write to the key in flight) is retried;
+        once a HEAD sees the object it exists, and if none ever does, StoreUnavailable: nothing is
+        known to be stored, so nothing may be acknowledged."""
         from botocore.exceptions import ClientError
 
-        try:
-            self._call(self._s3.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+        for attempt in range(CONFLICT_TRIES):
+            try:
+                self._call(self._s3.put_object, Key=self._key(key), Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 412:
+                    return False
+                if status != 409:
+                    raise
+            if self.exists(key):  # the concurrent write finished: the object is there, whole
                 return False
-            raise
-        return True
+            _log.info("%s: conditional write conflict (409), try %d of %d", key, attempt + 1, CONFLICT_TRIES)
+            time.sleep(0.1 * 2**attempt)
+        raise StoreUnavailable(f"{key}: S3 answered 409 (conflicting write) {CONFLICT_TRIES} times; not stored")
 
     def get(self, key: str) -> bytes:
         return _read_body(self._call(self._s3.get_object, Key=self._key(key))["Body"])

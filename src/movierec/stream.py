@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from movierec.errors import MovierecError
 
@@ -17,6 +17,12 @@ MAX_ID_CHARS = 256
 MAX_MINUTE = 100_000
 RATING_RANGE = (1, 10)  # 1-5 in the 2019-2025 streams; 1-10 from 2026 on
 USER_ID_LIMIT = 2**63
+# A line's time is when it happened: it cannot be later than its arrival. This much slack covers
+# producer clocks running fast; ingest quarantines a line beyond it as `future_time`
+# (MOVIEREC_INGEST_FUTURE_HOURS; `movierec simulate` dates its sessions days ahead), and a
+# snapshot holding one warns (one line dated 9999-12-31 once made every other event look ancient
+# to the popular fallback).
+FUTURE_TOLERANCE = timedelta(hours=1)
 
 _TIME_PART = r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
 _TIME = re.compile(_TIME_PART)

@@ -98,11 +98,12 @@ def read_events(store: Store, kind: str, columns: list[str]) -> pa.Table:
 
 
 def _deduplicated(table: pa.Table) -> pa.Table:
-    """A redelivered event (same CloudEvent source and id) counts once."""
-    keys = pc.binary_join_element_wise(table["event_source"], table["event_id"], "\x00")
-    codes = pc.dictionary_encode(keys).combine_chunks().indices.to_numpy()
-    _, first = np.unique(codes, return_index=True)
-    return table.take(np.sort(first))
+    """A redelivered event (same CloudEvent source and id) counts once. Grouped on the pair itself:
+    ids may hold NUL, so a NUL-joined string would make source "a", id "b<NUL>c" and source
+    "a<NUL>b", id "c" one event."""
+    rows = table.append_column("_row", pa.array(np.arange(table.num_rows)))
+    first = rows.group_by(["event_source", "event_id"], use_threads=False).aggregate([("_row", "min")])
+    return table.take(np.sort(first["_row_min"].to_numpy()))
 
 
 def served_answers(store: Store, *, window: timedelta = WINDOW) -> pa.Table:

@@ -12,11 +12,19 @@ from movierec.models.base import Interactions, Progress, Recommender
 DAY = 86_400
 
 
-def recent_popularity(data: Interactions, *, half_life_days: float = 14.0) -> np.ndarray:
-    """float64 [n_movies]: distinct users per movie, each weighted by how recent the interaction is."""
+def recent_popularity(data: Interactions, *, half_life_days: float = 14.0, now: float | None = None) -> np.ndarray:
+    """float64 [n_movies]: distinct users per movie, each weighted by how recent the interaction is.
+
+    `now` (epoch seconds) is the snapshot's own time. Ages count from the newest interaction not
+    after it: the same ranking as counting from `now` (one common factor), without weights
+    underflowing to 0 for old data; an interaction dated after `now` counts as the newest, so one
+    future-dated line cannot make every other one look ancient (the fallback turned alphabetical).
+    Without `now` (an offline split, whose "now" is its own last interaction), from the newest.
+    """
     if data.nnz == 0:
         return np.zeros(data.n_movies)
-    age_days = (data.last_time.max() - data.last_time) / DAY
+    newest = data.last_time.max() if now is None else min(data.last_time.max(), now)
+    age_days = np.maximum(newest - data.last_time, 0) / DAY
     weights = np.exp2(-age_days / half_life_days)
     return np.bincount(data.movie_idx, weights=weights, minlength=data.n_movies)
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 from movierec.errors import NotFound
 from movierec.models.base import Interactions, Recommender
 from movierec.models.popularity import popular_order, recent_popularity
+from movierec.snapshots import load_manifest
 from movierec.store import Store
 
 POPULAR_SIZE = 200
@@ -85,7 +86,8 @@ def save_model(
             store.put(f"{prefix}/weights/{path.name}", path.read_bytes())
     store.put_parquet(f"{prefix}/users.parquet", pa.table({"user_id": data.user_ids}))
     store.put_parquet(f"{prefix}/movies.parquet", pa.table({"movie_id": data.movie_ids.astype(str)}))
-    popular = data.movie_ids[popular_order(recent_popularity(data))[:POPULAR_SIZE]]
+    snapshot_time = datetime.fromisoformat(load_manifest(store, snapshot_id)["created_at"]).timestamp()
+    popular = data.movie_ids[popular_order(recent_popularity(data, now=snapshot_time))[:POPULAR_SIZE]]
     store.put(f"{prefix}/popular.json", json.dumps([str(m) for m in popular]).encode())
     card = {
         "version": version,

@@ -7,7 +7,7 @@
 #     --build-arg MODEL_VERSION=<model version> -t movierec-ingest .
 # Expected size: about 450 MB unpacked, as recommend's.
 # The build stage is the run stage's image (nothing is compiled), so the venv's python links stay valid.
-FROM python:3.11.13-slim-bookworm AS build
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1 AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime
 
 import pyarrow.compute as pc
 
 from movierec.events import event_from_line, event_keys, write_events
 from movierec.snapshots import list_snapshots, load_snapshot
+from movierec.store import LocalStore
 from pipelines.snapshot import make_snapshot
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -37,6 +39,21 @@ def test_batches_are_written_per_kind_and_day_and_only_once(store):
     again = write_events(store, batch)  # a redelivered batch: same names, nothing overwritten
     assert again == keys
     assert len(store.list("events")) == len(keys)
+
+
+def test_a_batch_writes_its_kinds_at_once_so_a_slow_store_costs_one_write_not_five(tmp_path):
+    """Issue 15, finding 2: each write waits at a barrier that only all five together pass; written one
+    after another, the first would wait alone until the barrier breaks and the batch would fail."""
+    barrier = threading.Barrier(5, timeout=10)
+
+    class SlowStore(LocalStore):
+        def put_parquet(self, key, table, *, only_new=False):
+            barrier.wait()
+            return super().put_parquet(key, table, only_new=only_new)
+
+    store = SlowStore(tmp_path / "store")
+    keys = write_events(store, events(LINES))
+    assert len(keys) == 5 and all(store.exists(k) for k in keys)
 
 
 def test_quarantine_keeps_raw_bytes_reason_and_event_id(store):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -133,12 +134,14 @@ def write_events(store: Store, events: list[Event]) -> list[str]:
     for event in events:
         day = days.get(event.received_at) or days.setdefault(event.received_at, event.day)
         groups[(event.kind, day)].append(event)
-    keys = []
-    for (kind, day), group in sorted(groups.items()):
-        key = f"events/kind={kind}/date={day}/{batch_name(group)}.parquet"
-        store.put_parquet(key, _table(kind, group), only_new=True)
-        keys.append(key)
-    return keys
+    writes = [(f"events/kind={kind}/date={day}/{batch_name(group)}.parquet", _table(kind, group))
+              for (kind, day), group in sorted(groups.items())]
+    # All at once: a batch's store time is its slowest write, not the sum of up to ~5 (one per kind),
+    # so a store slow on each call still answers within the ack timeout. All finish before the return.
+    with ThreadPoolExecutor(max_workers=len(writes) or 1) as pool:
+        for done in [pool.submit(store.put_parquet, key, table, only_new=True) for key, table in writes]:
+            done.result()
+    return [key for key, _ in writes]
 
 
 COMPACTED_PREFIX = "compacted-"

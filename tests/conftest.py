@@ -22,6 +22,7 @@ DATASETS = REPO.parent / "shared" / "datasets"
 WEED_PORT_FLAGS = [
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
     "s3.port.grpc", "webdav.port", "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
+    "s3.port.iceberg", "s3.port.lance",  # fixed by default (9104 for Lance): two sessions clashed on it
 ]
 BUCKET = "movierec-test"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movierec-secret", "AWS_REGION": "us-east-1"}

@@ -120,7 +120,7 @@ class NeuralRecommender(Recommender):
         self.batch_users, self.max_steps = batch_users, max_steps
         self.validation_users, self.patience = validation_users, patience
         # Past this many movies a step scores only the batch's targets and shared sampled negatives
-        # (docs/model.md: the full softmax over 27,000 movies made a step ~N x slower).
+        # (docs/model.md: the full softmax over 27,000 movies made a step ~4x slower).
         self.full_softmax_movies, self.sampled_negatives = full_softmax_movies, sampled_negatives
         self.threads = threads or min(2, os.cpu_count() or 1)
         self.timings: dict[str, float] = {}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import report
 from benchmarks.precompute_scale import tree_peak_rss_mb
 from movierec.course_world import DAY, future_truth, make_course_world, stream_lines
-from movierec.evaluation.metrics import ndcg_at_k, recall_at_k
+from movierec.evaluation.metrics import interaction_matrix, ndcg_at_k, recall_at_k, top_k
 from movierec.evaluation.peers import ImplicitFactors, RecentPopularity
 from movierec.precompute import BATCH_USERS
 from movierec.processes import FunctionProcess
@@ -119,8 +119,6 @@ def peer_lists(store: LocalStore, users: list[int], steps: dict) -> dict[str, di
         position = {int(u): i for i, u in enumerate(data.user_ids)}
         seen_rows = np.searchsorted(data.user_ids, np.asarray(users))
         known = [u for u, r in zip(users, seen_rows) if r < data.n_users and data.user_ids[r] == u]
-        from movierec.evaluation.metrics import interaction_matrix, top_k
-
         seen = interaction_matrix(data)
         rows = np.asarray([position[u] for u in known], dtype=np.int64)
         settings = {f"recent popularity (half-life {h} d)": lambda h=h: RecentPopularity(half_life_days=h)

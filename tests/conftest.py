@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from movierec.events import KINDS_STORED, event_keys
 from movierec.processes import wait_until
 from movierec.store import LocalStore, open_store
 
@@ -158,6 +159,16 @@ def small_world_lines(users: int = 120, movies: int = 80, seed: int = 0) -> list
     from movierec.synthetic import make_world, stream_lines
 
     return list(stream_lines(make_world(users=users, movies=movies, seed=seed), movies_per_user=10, seed=seed))
+
+
+def stored_ids(store) -> set[tuple[str, str]]:
+    """The (source, id) of every event in the store's event log: what ingest made durable."""
+    ids = set()
+    for kind in KINDS_STORED:
+        for key in event_keys(store, kind):
+            table = store.get_parquet(key, columns=["event_source", "event_id"])
+            ids.update(zip(table["event_source"].to_pylist(), table["event_id"].to_pylist()))
+    return ids
 
 
 def build_published(store_uri: str, lines: list[str], *, partitions: int = 4) -> dict:

@@ -13,25 +13,16 @@ import pytest
 import requests
 from cloudevents.conversion import to_binary
 
-from movierec.events import KINDS_STORED, event_keys
+from movierec.events import event_keys
 from movierec.processes import FunctionProcess
 from movierec.replay import line_event, line_id, replay
 from movierec.store import open_store
 from pipelines.snapshot import make_snapshot
-from tests.conftest import CREDENTIALS, Seaweed, dataset, small_world_lines
+from tests.conftest import CREDENTIALS, Seaweed, dataset, small_world_lines, stored_ids
 
 pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
 
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
-
-
-def stored_ids(store) -> set[tuple[str, str]]:
-    ids = set()
-    for kind in KINDS_STORED:
-        for key in event_keys(store, kind):
-            table = store.get_parquet(key, columns=["event_source", "event_id"])
-            ids.update(zip(table["event_source"].to_pylist(), table["event_id"].to_pylist()))
-    return ids
 
 
 def post_batch(url: str, source: str, pairs: list[tuple[str, str]]) -> int:

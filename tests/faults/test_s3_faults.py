@@ -14,26 +14,16 @@ import requests
 from cloudevents.conversion import to_binary
 
 from movierec.errors import StoreUnavailable
-from movierec.events import KINDS_STORED, event_keys
 from movierec.groupcommit import GroupCommitter
 from movierec.processes import FunctionProcess
 from movierec.replay import line_event
 from movierec.store import open_store
-from tests.conftest import small_world_lines
+from tests.conftest import small_world_lines, stored_ids
 
 PRECOMPUTE = {"ce-specversion": "1.0", "ce-source": "s", "ce-id": "1", "ce-type": "movierec.precompute.requested.v1",
               "Content-Type": "application/json"}
 JOB = json.dumps({"run_id": "r1", "model_version": "m1", "partition": 0, "partitions": 1}).encode()
 LINE = "2026-11-01T10:00:01,42,GET /rate/the+godfather+1972=5"
-
-
-def stored_ids(store) -> set[tuple[str, str]]:
-    ids = set()
-    for kind in KINDS_STORED:
-        for key in event_keys(store, kind):
-            table = store.get_parquet(key, columns=["event_source", "event_id"])
-            ids.update(zip(table["event_source"].to_pylist(), table["event_id"].to_pylist()))
-    return ids
 
 
 def send_line(url: str, event_id: str, line: str = LINE, timeout: float = 60) -> requests.Response:

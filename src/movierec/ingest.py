@@ -39,12 +39,11 @@ def parse_delivery(headers: Mapping[str, str], body: bytes) -> list[Delivered]:
 
     The CloudEvents HTTP binding (binary mode: `ce-*` headers; structured and
     batched: the JSON format) is read here, not by the cloudevents SDK that
-    precompute and deadletter use (one event a request, off any hot path):
-    the SDK 1.x that functions-framework pins has no batch mode, and building
-    its object per event takes about 2.7 times as long as this whole parse,
-    which would cost ingest far more than the 10 % of throughput it may give
-    up for it (measured on 2026-12-07 with `cloudevents.http.from_dict` over
-    a batch of 500 stream lines).
+    precompute and deadletter use: the SDK 1.x that functions-framework pins
+    has no batch reader, so it would give ingest two paths, not one, and
+    reading each batch item with its `from_dict` costs about the 10 % of
+    batched throughput the SDK was allowed (docs/ingest.md, with the numbers
+    of benchmarks/cloudevents_parse.py).
     """
     content_type = (headers.get("Content-Type", "") or "").split(";")[0].strip().lower()
     if content_type in (STRUCTURED_CONTENT_TYPE, BATCH_CONTENT_TYPE):

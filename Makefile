@@ -33,6 +33,7 @@ test-fast: $(STAMP)
 # Benchmarks: each prints a table and writes benchmarks/results/<name>-<date>.md (not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_bench.py
+	$(BIN)/python benchmarks/cloudevents_parse.py
 	$(BIN)/python benchmarks/precompute_scale.py
 	$(BIN)/python benchmarks/recommend_load.py
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SeaweedFS S3 server on loopback, both stores, the shared datasets."""
+"""Shared fixtures: a real SeaweedFS S3 server on loopback (and a fault proxy in front of it), both stores,
+the shared datasets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from movierec.events import KINDS_STORED, event_keys
 from movierec.processes import wait_until
 from movierec.store import LocalStore, open_store
+from tests.faults.s3proxy import S3FaultProxy
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -166,6 +168,22 @@ def seaweed(tmp_path_factory):
 @pytest.fixture
 def s3_uri(seaweed) -> str:
     return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_proxy(seaweed, monkeypatch):
+    """A proxy in front of SeaweedFS that sees every request and can fail on demand; this process and
+    the function processes it starts reach S3 through it (AWS_ENDPOINT_URL)."""
+    proxy = S3FaultProxy(seaweed.endpoint)
+    proxy.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxied_uri(s3_proxy) -> str:
+    return f"s3://{BUCKET}/f-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=["local", "s3"])

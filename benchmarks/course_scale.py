@@ -33,7 +33,7 @@ from movierec.course_world import DAY, future_truth, make_course_world, stream_l
 from movierec.evaluation.metrics import interaction_matrix, ndcg_at_k, recall_at_k, top_k
 from movierec.evaluation.peers import ImplicitFactors, RecentPopularity
 from movierec.precompute import BATCH_USERS
-from movierec.processes import FunctionProcess
+from movierec.processes import FunctionProcess, wait_until
 from movierec.resources import measured
 from movierec.snapshots import latest_snapshot_id, load_snapshot
 from movierec.store import LocalStore
@@ -41,6 +41,7 @@ from movierec.store import LocalStore
 RESULTS = Path(__file__).resolve().parent / "results"
 MOVIEREC = str(Path(sys.executable).parent / "movierec")
 K = 20
+READY_TIMEOUT = 300  # seconds for recommend to load the publication (0.0 s after /healthz at 1 M users)
 
 
 def run_measured(command: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -94,8 +95,8 @@ def serve_and_ask(store: str, users: list[int], steps: dict) -> tuple[dict[int, 
     answers, latencies, sources = {}, [], {"personalized": 0, "popular": 0}
     with FunctionProcess("recommend", store=store) as recommend:
         started = time.perf_counter()
-        while requests.get(f"{recommend.url}/readyz", timeout=5).status_code != 200:
-            time.sleep(0.2)
+        wait_until(lambda: requests.get(f"{recommend.url}/readyz", timeout=5).status_code == 200, recommend.process,
+                   timeout=READY_TIMEOUT, what="recommend (/readyz)", poll=0.2)
         steps["recommend ready"] = {"seconds": round(time.perf_counter() - started, 2)}
         session = requests.Session()
         for user in users:

@@ -1,8 +1,10 @@
-"""Shared fixtures: a real SeaweedFS S3 server on loopback, both stores, the shared datasets."""
+"""Shared fixtures: a real SeaweedFS S3 server on loopback (and a fault proxy in front of it), both stores,
+the shared datasets."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing.process
 import os
 import shutil
 import signal
@@ -17,6 +19,7 @@ import pytest
 from movierec.events import KINDS_STORED, event_keys
 from movierec.processes import wait_until
 from movierec.store import LocalStore, open_store
+from tests.faults.s3proxy import S3FaultProxy
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -30,14 +33,44 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "movierec", "AWS_SECRET_ACCESS_KEY": "movier
 
 
 def pytest_collection_modifyitems(items):
-    """`integration`: a test that starts processes (its module says so with `pytestmark`), the
-    deployment and monitoring checks (external tools), and every test on the S3 server."""
+    """`integration`: a test that starts processes (its module or the test says so with a mark;
+    `pytest_runtest_protocol` below fails one that does not), the deployment and monitoring checks
+    (external tools), and every test on the S3 server."""
     for item in items:
         path = Path(item.path)
         on_s3 = "seaweed" in item.fixturenames or getattr(item, "callspec", None) and item.callspec.params.get(
             "store_uri") == "s3"
         if on_s3 or path.parent.name in ("deploy", "monitoring"):
             item.add_marker(pytest.mark.integration)
+
+
+PROCESS_STARTS = [(os, "fork"), (os, "system"), (os, "posix_spawn"), (multiprocessing.process.BaseProcess, "start")]
+ALLOWED_COMMANDS = {"git"}  # `git rev-parse`, milliseconds: the code version on a model card (models/registry.py)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test not marked `integration` (what `make test-fast` runs) may not start a process, in its
+    fixtures either: it fails saying so, instead of slowing the unit tests down unnoticed."""
+    if item.get_closest_marker("integration"):
+        return (yield)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{item.nodeid} starts a process: mark it (or its module) `integration`")
+
+    popen_init = subprocess.Popen.__init__
+
+    def popen(self, args, *rest, **kwargs):
+        program = args if isinstance(args, str | bytes | os.PathLike) else args[0]
+        if Path(os.fsdecode(program)).name not in ALLOWED_COMMANDS:
+            refuse()
+        popen_init(self, args, *rest, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        for owner, name in PROCESS_STARTS:
+            patch.setattr(owner, name, refuse)
+        patch.setattr(subprocess.Popen, "__init__", popen)
+        return (yield)
 
 
 def dataset(name: str) -> Path:
@@ -135,6 +168,22 @@ def seaweed(tmp_path_factory):
 @pytest.fixture
 def s3_uri(seaweed) -> str:
     return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_proxy(seaweed, monkeypatch):
+    """A proxy in front of SeaweedFS that sees every request and can fail on demand; this process and
+    the function processes it starts reach S3 through it (AWS_ENDPOINT_URL)."""
+    proxy = S3FaultProxy(seaweed.endpoint)
+    proxy.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def proxied_uri(s3_proxy) -> str:
+    return f"s3://{BUCKET}/f-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from movierec import compaction
 from movierec.compaction import compact
 from movierec.events import all_event_keys, event_from_line, event_keys, is_compacted, write_events
@@ -82,6 +84,7 @@ def test_files_arriving_during_a_run_are_left_for_the_next(local_store):
     assert make_snapshot(local_store)[0]["id"] == manifest["id"]
 
 
+@pytest.mark.integration  # kills a process at every step: not in `make test-fast`
 def test_kill_9_at_every_step_loses_nothing_and_counts_nothing_twice(tmp_path, monkeypatch):
     monkeypatch.setattr(compaction, "DELETE_BATCH", 1)  # as in the killed process
     original = LocalStore(tmp_path / "original")

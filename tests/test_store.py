@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import uuid
 
@@ -78,17 +80,21 @@ def test_open_input_reads_one_parquet_column_without_the_others(store):
         assert pq.ParquetFile(f).read(columns=["user_id"]).column("user_id").equals(table.column("user_id"))
 
 
-def test_s3_open_input_fetches_only_the_ranges_read(seaweed):
+def gets_of(proxy, key: str) -> list[int]:
+    """The bytes of each GET of `key` that went through the proxy."""
+    return [sent for method, path, _, sent in proxy.seen if method == "GET" and key in path]
+
+
+def test_s3_open_input_fetches_only_the_ranges_read(proxied_uri, s3_proxy):
     """A parquet reader through open_input asks S3 for the footer and the one column, not the object."""
-    store = open_store(f"s3://movierec-test/t-{uuid.uuid4().hex[:12]}")
+    store = open_store(proxied_uri)
     rng = np.random.default_rng(0)
     store.put_parquet("snap.parquet", pa.table({"user_id": np.arange(200_000), "noise": rng.random(200_000)}))
     size = len(store.get("snap.parquet"))
-    fetched = []
-    store._s3.meta.events.register("after-call.s3.GetObject",
-                                   lambda parsed, **_: fetched.append(parsed["ContentLength"]))
+    s3_proxy.seen.clear()
     with store.open_input("snap.parquet") as f:
         pq.ParquetFile(f).read(columns=["user_id"])
+    fetched = gets_of(s3_proxy, "snap.parquet")
     assert 0 < sum(fetched) < size / 2, (fetched, size)
 
 
@@ -164,16 +170,15 @@ def test_wrong_secret_is_refused(seaweed, monkeypatch):
     assert not isinstance(info.value, NotFound)
 
 
-def test_s3_open_input_reads_to_the_end_in_one_request(seaweed):
-    store = open_store(f"s3://movierec-test/t-{uuid.uuid4().hex[:12]}")
+def test_s3_open_input_reads_to_the_end_in_one_request(proxied_uri, s3_proxy):
+    store = open_store(proxied_uri)
     data = bytes(range(256)) * 4_000  # 1 MB
     store.put("big.bin", data)
-    gets = []
-    store._s3.meta.events.register("after-call.s3.GetObject", lambda **_: gets.append(1))
+    s3_proxy.seen.clear()
     with store.open_input("big.bin") as f:
         f.seek(100)
         assert f.read() == data[100:]
-    assert len(gets) == 1
+    assert len(gets_of(s3_proxy, "big.bin")) == 1
 
 
 def test_not_found_names_the_key_but_not_the_store(store):
@@ -215,10 +220,17 @@ def test_local_put_new_of_an_existing_key_makes_its_entry_durable_first(local_st
     """"Already there" must mean durable: the first writer may not have fsynced the directory yet
     when a redelivery finds its file, and the redelivery is acknowledged on that answer."""
     local_store.put_new("events/k.parquet", b"a")
-    synced = []
-    monkeypatch.setattr(local_store, "_sync_dir", lambda path: synced.append(path))
+    real_fsync, synced = os.fsync, []
+
+    def recording_fsync(fd):  # the directories fsynced, by (device, inode)
+        if stat.S_ISDIR((info := os.fstat(fd)).st_mode):
+            synced.append((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
     assert local_store.put_new("events/k.parquet", b"a") is False
-    assert synced == [local_store.root / "events/k.parquet"]
+    events = os.stat(local_store.root / "events")  # the directory that holds the key's entry
+    assert synced == [(events.st_dev, events.st_ino)]
 
 
 def test_a_key_below_a_file_is_not_found(local_store):

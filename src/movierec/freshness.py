@@ -47,7 +47,7 @@ class StoreStateCollector:
         with self._lock:  # a scrape never waits on the store: a stale cache starts a refresh
             if not self._refreshing and time.monotonic() - self._refreshed_at >= self.refresh_seconds:
                 self._refreshing = True
-                threading.Thread(target=self._refresh, name="store-state", daemon=True).start()
+                threading.Thread(target=self.refresh, name="store-state", daemon=True).start()
             steps, drift = dict(self._steps), dict(self._drift)
         last = GaugeMetricFamily(PIPELINE_LAST_SUCCESS, "When a batch step last produced output", labels=["step"])
         for step, value in sorted(steps.items()):
@@ -59,7 +59,9 @@ class StoreStateCollector:
         yield last
         yield psi
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Read the store now and export what it holds; if the store fails, keep the last values.
+        `collect` calls it in a thread when the values are older than `refresh_seconds`."""
         try:
             steps, drift = self.read()
         except Exception as exc:  # noqa: BLE001 - store down: keep exporting the last values; staleness alerts still work

@@ -41,7 +41,7 @@ class S3FaultProxy:
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname, parsed.port)
         self.faults: list[Fault] = []
-        self.seen: list[tuple[str, str, int]] = []  # (method, path, status answered)
+        self.seen: list[tuple[str, str, int, int]] = []  # (method, path, status answered, body bytes sent)
         self._lock = threading.Lock()
         self._released = threading.Event()  # set: hanging requests give up at once
         self._connections: set[socket.socket] = set()  # open client connections, cut by stop()
@@ -134,6 +134,8 @@ def _handler(proxy: S3FaultProxy):
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
         def _answer(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+            # Noted before the client can have the answer: a test reading `seen` after a call finds it.
+            proxy.seen.append((self.command, self.path, status, 0 if self.command == "HEAD" else len(body)))
             self.send_response(status)
             length = str(len(body))
             for name, value in headers:
@@ -145,7 +147,6 @@ def _handler(proxy: S3FaultProxy):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            proxy.seen.append((self.command, self.path, status))
 
         def _proxy(self) -> None:
             body = self._body()

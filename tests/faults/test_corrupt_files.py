@@ -68,6 +68,7 @@ def test_publish_refuses_a_run_with_an_unreadable_file_and_names_it(world, damag
     assert store.get(CURRENT_KEY) == before
 
 
+@pytest.mark.integration  # starts the precompute function: not in `make test-fast`
 @pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
 @pytest.mark.parametrize("which", ["snapshot", "model", "run.json"])
 def test_precompute_answers_an_unreadable_input_without_writing_a_shard(world, damage, tmp_path, which, how):

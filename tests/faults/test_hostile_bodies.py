@@ -24,6 +24,8 @@ PRECOMPUTE = {"ce-specversion": "1.0", "ce-source": "s", "ce-id": "1", "ce-type"
               "Content-Type": "application/json"}
 NESTED = b"[" * 20_000 + b"]" * 20_000  # 40 KB; Python's recursion limit is 1,000
 
+pytestmark = pytest.mark.integration  # starts processes: not in `make test-fast`
+
 
 def event(**fields) -> bytes:
     return json.dumps({"specversion": "1.0", "type": "movierec.stream.line.v1", "source": "s", "id": "1"}

@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 FIT = """
 import json, resource, sys
 import numpy as np
@@ -39,6 +41,7 @@ print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 """
 
 
+@pytest.mark.integration  # fits in a subprocess, its address space capped: not in `make test-fast`
 def test_fit_at_30k_users_x_27k_movies_stays_within_a_batch_sized_bound() -> None:
     done = subprocess.run([sys.executable, "-c", FIT], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

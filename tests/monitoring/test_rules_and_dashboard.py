@@ -135,7 +135,7 @@ def test_store_state_collector_exports_freshness_and_drift(tmp_path):
     lines = [f"2026-11-25T10:00:00,{1000 + u},GET /rate/drift+movie+{m}+2001=1" for u in range(40) for m in range(5)]
     write_events(store, [event_from_line("drift", str(i), line.encode()) for i, line in enumerate(lines)])
     make_snapshot(store)
-    collector._refresh()
+    collector.refresh()
     samples = {(s.name, tuple(s.labels.values())): s.value for f in collector.collect() for s in f.samples}
     assert samples[("movierec_pipeline_snapshot_drift_psi", ("rating_psi",))] > 0.2
     assert samples[("movierec_pipeline_last_success_timestamp_seconds", ("snapshot",))] > steps["snapshot"]
@@ -144,11 +144,18 @@ def test_store_state_collector_exports_freshness_and_drift(tmp_path):
 def test_store_state_collector_keeps_the_last_values_when_the_store_fails(tmp_path):
     from movierec.errors import StoreUnavailable
 
-    class Down(LocalStore):
-        def list(self, prefix):
-            raise StoreUnavailable("down")
+    class Flaky(LocalStore):
+        down = False
 
-    collector = freshness.StoreStateCollector(Down(tmp_path), refresh_seconds=0)
-    collector._steps = {"publish": 123.0}
-    collector._refresh()
+        def list(self, prefix):
+            if self.down:
+                raise StoreUnavailable("down")
+            return super().list(prefix)
+
+    store = Flaky(tmp_path)
+    store.put("recs/CURRENT", json.dumps({"published_at": "1970-01-01T00:02:03+00:00"}).encode())
+    collector = freshness.StoreStateCollector(store, refresh_seconds=0)
+    collector.refresh()
+    store.down = True
+    collector.refresh()
     assert [s.value for f in collector.collect() for s in f.samples] == [123.0]

@@ -1,9 +1,9 @@
 """Rows (b) and (b+m) of the recommend benchmark: trivial functions-framework handlers answering the same shape.
 
 Same answer size and headers as `recommend`, served the same way (an async handler), no lookup:
-`trivial` is the framework's own cost; `trivial_counted` adds recommend's metric updates (one
-`.inc()` and one `.observe()` an answer), the most any handler that counts and times its answers
-as recommend does can reach.
+`trivial` is the framework's own cost; `trivial_counted` adds recommend's metric updates (the same
+`metrics.recommend_answered`: one `.inc()` and one `.observe()` an answer), the most any handler
+that counts and times its answers as recommend does can reach.
 """
 
 from __future__ import annotations
@@ -28,6 +28,5 @@ async def trivial(request):
 async def trivial_counted(request):
     started = time.perf_counter()
     response = Response(BODY, 200, headers=HEADERS)
-    metrics.recommend_answers("200", "personalized", "A").inc()
-    metrics.RECOMMEND_SECONDS.observe(time.perf_counter() - started)
+    metrics.recommend_answered("personalized", "A", time.perf_counter() - started)
     return response

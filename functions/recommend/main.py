@@ -53,8 +53,7 @@ async def recommend(request: Request) -> Response:
         response = asgi_response(json_answer(body, 200, headers))
     else:
         response = Response(answer.text, headers=headers, media_type="text/plain")
-    metrics.recommend_answers("200", answer.source, variant.name).inc()
-    metrics.RECOMMEND_SECONDS.observe(time.perf_counter() - started)
+    metrics.recommend_answered(answer.source, variant.name, time.perf_counter() - started)
     return response
 
 

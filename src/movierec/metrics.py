@@ -72,6 +72,12 @@ def recommend_answers(status: str, source: str, variant: str) -> Counter:
     return RECOMMEND_ANSWERS.labels(status, source, variant)
 
 
+def recommend_answered(source: str, variant: str, seconds: float) -> None:
+    """What recommend records of each 200 answer: one count by source and variant, and its time."""
+    recommend_answers("200", source, variant).inc()
+    RECOMMEND_SECONDS.observe(seconds)
+
+
 def exposition() -> tuple[bytes, dict[str, str]]:
     """The metrics page. With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (an empty,
     writable directory) so that every worker's numbers are summed, not one worker's shown."""
